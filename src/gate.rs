@@ -1,0 +1,1 @@
+//! The decision pipeline shared by the CLI, the evaluate API and the proxy. (placeholder)
