@@ -175,6 +175,14 @@ fn render_yaml_error(err: &serde_saphyr::Error) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    // Drop library hints that mean nothing to a policy author.
+    one_line = one_line.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    if let Some(start) = one_line.find(", expected one of ") {
+        let end = one_line[start..]
+            .find(" at line ")
+            .map_or(one_line.len(), |i| start + i);
+        one_line.replace_range(start..end, "");
+    }
     if let Some(loc) = err.location()
         && loc.line() > 0
         && !one_line.contains(&format!("line {}", loc.line()))
