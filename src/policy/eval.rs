@@ -566,7 +566,7 @@ fn agent_overlay(
     {
         add("agent_unknown", "agent_not_declared");
     }
-    if a.require_agent_owner && !id.is_some_and(|i| !i.owner.trim().is_empty()) {
+    if a.require_agent_owner && id.is_none_or(|i| i.owner.trim().is_empty()) {
         add("agent_owner_missing", "agent_owner_missing");
     }
     if !a.required_agent_lifecycle_states.is_empty()
@@ -580,12 +580,11 @@ fn agent_overlay(
             "agent_lifecycle_state_invalid",
         );
     }
-    if a.require_unexpired_agent && !id.is_some_and(|i| i.expires_at.get().is_some_and(|e| e > now))
-    {
+    if a.require_unexpired_agent && id.is_none_or(|i| i.expires_at.get().is_none_or(|e| e <= now)) {
         add("agent_expired", "agent_expired");
     }
     if !a.required_agent_manifest_digest.is_empty()
-        && !id.is_some_and(|i| i.manifest_digest.trim() == a.required_agent_manifest_digest)
+        && id.is_none_or(|i| i.manifest_digest.trim() != a.required_agent_manifest_digest)
     {
         add("agent_manifest_mismatch", "agent_manifest_mismatch");
     }

@@ -949,10 +949,7 @@ fn mcp_trust_statuses() {
         (d.status.as_str(), d.reason_codes[0].as_str()),
         ("invalid", "mcp_trust_snapshot_invalid")
     );
-    assert!(matches!(
-        TrustSnapshot::from_json_slice("s", br#"{"schema_id":"other","entries":[]}"#),
-        Err(_)
-    ));
+    assert!(TrustSnapshot::from_json_slice("s", br#"{"schema_id":"other","entries":[]}"#).is_err());
 
     let t_reg = trust_policy("  require_registry: true\n");
     let reg_bad = json!({"server_id":"github","status":"trusted","score":0.9,"registry_verification":{"signature_verified":true,"publisher_allowed":true,"pin_present":true,"pin_verified":false}});

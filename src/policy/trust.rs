@@ -308,7 +308,7 @@ pub fn decide(
     }
     .trim()
     .to_lowercase();
-    let required = policy.required_risk_classes.iter().any(|r| *r == risk);
+    let required = policy.required_risk_classes.contains(&risk);
     let server = server.cloned().unwrap_or_default();
     let mut d = TrustDecision {
         server_id: server.server_id.trim().to_string(),
