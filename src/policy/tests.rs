@@ -1090,3 +1090,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// Rough evaluation cost; run with `cargo test --lib eval_speed_report -- --ignored --nocapture`.
+/// Prints only; never asserts on time.
+#[test]
+#[ignore = "manual measurement"]
+fn eval_speed_report() {
+    let src = std::fs::read_to_string("/work/shared/compat/policies/examples/base_high_risk.yaml")
+        .expect("policy");
+    let p = policy(&src);
+    let cases = [
+        write_intent("high"),
+        write_intent("low"),
+        deploy_intent("prod"),
+    ];
+    let opts = EvalOptions::at(now());
+    let n = 20_000usize;
+    let start = std::time::Instant::now();
+    let mut blocks = 0usize;
+    for k in 0..n {
+        let e = p.evaluate_request(&cases[k % cases.len()], &opts);
+        blocks += usize::from(e.verdict == Verdict::Block);
+    }
+    let per = start.elapsed() / n as u32;
+    println!("evaluate_request: {per:?} per call over {n} calls ({blocks} blocks)");
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        let _ = policy(&src);
+    }
+    println!(
+        "from_yaml_str(base_high_risk): {:?} per load",
+        start.elapsed() / 200
+    );
+}
