@@ -177,13 +177,12 @@ impl Evaluation {
     }
 }
 
-fn sorted(v: Vec<String>) -> Vec<String> {
-    let set: BTreeSet<String> = v
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    set.into_iter().collect()
+/// Sort and dedupe; every producer already trims, so only empties are dropped.
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.retain(|s| !s.is_empty());
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn s(v: &str) -> String {
@@ -1041,7 +1040,9 @@ fn evaluate_single(policy: &Policy, v: &View<'_>, now: DateTime<Utc>) -> Evaluat
     let outcomes: Vec<RuleOutcome<'_>> = rules[first..]
         .iter()
         .take_while(|r| r.priority == tier)
-        .filter(|r| rule_matches(&r.matcher, v))
+        .enumerate()
+        .filter(|(k, r)| *k == 0 || rule_matches(&r.matcher, v))
+        .map(|(_, r)| r)
         .map(|r| evaluate_rule(r, v, now, &mut freeze, &mut sandbox))
         .collect();
     let verdict = outcomes

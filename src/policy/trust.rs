@@ -186,6 +186,14 @@ impl SnapshotCache {
         }
     }
 
+    /// A cache for the policy's `mcp_trust.snapshot` (resolved against the working directory,
+    /// as Go does), or `None` when `mcp_trust` is not enabled.
+    pub fn for_policy(policy: &super::Policy, recheck: Duration) -> Option<Self> {
+        policy
+            .mcp_trust()
+            .map(|t| SnapshotCache::new(PathBuf::from(&t.snapshot), recheck))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
