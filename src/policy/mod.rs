@@ -312,6 +312,21 @@ impl Policy {
         &self.tool_names
     }
 
+    /// Metrics label for a tool: the policy's own spelling when the policy names the tool,
+    /// else `_other`, so label cardinality is bounded by the policy.
+    pub fn tool_label<'a>(&'a self, tool_name: &str) -> &'a str {
+        let lower = tool_name.trim().to_lowercase();
+        self.tool_names
+            .get(lower.as_str())
+            .map_or("_other", String::as_str)
+    }
+
+    /// §1.6: intent normalisation failed. `Some(block fail_closed_intent_invalid)` when
+    /// fail_closed applies to the raw risk class, else `None` (report the error, exit 6).
+    pub fn fail_closed_intent_invalid(&self, raw_risk_class: &str) -> Option<Evaluation> {
+        eval::fail_closed_intent_invalid(self, raw_risk_class)
+    }
+
     /// `oss-prod` rejects `default_verdict: allow` (§2, profile rules).
     pub fn check_profile(&self, profile: Profile) -> Result<(), PolicyError> {
         if profile == Profile::OssProd && self.default_verdict == Verdict::Allow {

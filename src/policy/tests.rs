@@ -778,6 +778,8 @@ fn could_allow_tool_is_conservative() {
         "default_verdict: allow\nrules:\n  - {name: no-delete, priority: 1, effect: block, match: {tool_names: [tool.delete]}}\n  - {name: maybe, priority: 2, effect: block, match: {tool_names: [tool.exec], risk_classes: [high]}}\n  - {name: df, priority: 1, effect: block, match: {tool_names: [tool.post]}, dataflow: {enabled: true}}\n",
     );
     assert!(!p.could_allow_tool("tool.delete"));
+    assert_eq!(p.tool_label("Tool.Delete"), "tool.delete");
+    assert_eq!(p.tool_label("tool.unlisted"), "_other");
     assert!(!p.could_allow_tool("TOOL.DELETE "));
     assert!(p.could_allow_tool("tool.exec"), "conditional block");
     assert!(
