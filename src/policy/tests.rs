@@ -1125,3 +1125,12 @@ fn eval_speed_report() {
         start.elapsed() / 200
     );
 }
+
+#[test]
+fn compiled_types_are_shareable_across_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<Evaluation>();
+    assert_send_sync::<KillSwitchState>();
+    assert_send_sync::<trust::SnapshotCache>();
+}
