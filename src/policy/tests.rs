@@ -1134,3 +1134,50 @@ fn compiled_types_are_shareable_across_tasks() {
     assert_send_sync::<KillSwitchState>();
     assert_send_sync::<trust::SnapshotCache>();
 }
+
+#[test]
+fn digest_payload_shape_follows_go_field_names() {
+    let payload = |src: &str| digest::payload(&compile::compile(raw_of(src)).expect("compile"));
+    let p = payload("default_verdict: block\nrules:\n  - {name: r, effect: allow}\n");
+    assert_eq!(
+        p,
+        json!({
+            "SchemaID": "gait.gate.policy",
+            "SchemaVersion": "1.0.0",
+            "DefaultVerdict": "block",
+            "FailClosed": {"Enabled": false, "RiskClasses": [], "RequiredFields": []},
+            "Rules": [{
+                "Name": "r", "Priority": 0, "Effect": "allow",
+                "Match": {"ToolNames": [], "RiskClasses": [], "TargetKinds": [], "TargetValues": [],
+                          "ProvenanceSources": [], "Identities": [], "WorkspacePrefixes": []},
+                "ReasonCodes": [], "Violations": []
+            }]
+        })
+    );
+    let p = payload(
+        "fail_closed: {enabled: true, required_high_risk_fields: [run_id]}\nscripts: {max_steps: 3}\nrules:\n  - name: r\n    effect: allow\n    min_approvals: 2\n    sandbox: {allowed_user_modes: [root]}\n    endpoint: {path_denylist: [/etc/**]}\n    match: {endpoint_class: [fs.read], tool_annotations: {readOnlyHint: true}}\n",
+    );
+    assert_eq!(p["FailClosed"]["RiskClasses"], json!(["critical", "high"]));
+    assert_eq!(p["FailClosed"]["RequiredHighRiskFields"], json!(["run_id"]));
+    assert_eq!(
+        p["Scripts"],
+        json!({"MaxSteps": 3, "RequireApprovalAbove": 0, "BlockMixedRisk": false})
+    );
+    let r = &p["Rules"][0];
+    assert_eq!(r["MinApprovals"], json!(2));
+    assert_eq!(r["RequireDistinctApprovers"], json!(true));
+    assert_eq!(r["Match"]["EndpointClasses"], json!(["fs.read"]));
+    assert_eq!(r["Match"]["ToolAnnotations"], json!({"ReadOnlyHint": true}));
+    assert_eq!(
+        r["Sandbox"]["AllowedWritablePathPrefixes"],
+        serde_json::Value::Null
+    );
+    assert_eq!(r["Sandbox"]["AllowedUserModes"], json!(["root"]));
+    assert_eq!(r["Endpoint"]["Action"], json!("block"));
+    assert_eq!(r["Endpoint"]["DestructiveAction"], json!(""));
+    assert_eq!(
+        r["Endpoint"]["ReasonCode"],
+        json!("endpoint_constraint_violation")
+    );
+    assert!(r.get("Dataflow").is_none() && r.get("RateLimit").is_none());
+}
