@@ -101,6 +101,15 @@ fn mcp_trust_max_age_is_digested_as_go_duration() {
         json!(["critical", "high"])
     );
     assert_eq!(payload["MCPTrust"]["Action"], json!("block"));
+    assert_eq!(
+        a.mcp_trust().expect("t").most_severe_required_class(),
+        "critical"
+    );
+    let low = policy("mcp_trust: {snapshot: s, required_risk_classes: [low, medium]}\n");
+    assert_eq!(
+        low.mcp_trust().expect("t").most_severe_required_class(),
+        "medium"
+    );
 }
 
 fn raw_of(src: &str) -> raw::RawPolicy {
