@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gait::Verdict;
-use gait::intent::IntentRequest;
+use gait::intent::{IntentRequest, NormalizedIntent};
 use gait::policy::trust::{self, RequiredFrom, ServerRef};
 use gait::policy::{EvalOptions, Evaluation, KillSwitchInput, KillSwitchState, Policy};
 
@@ -55,111 +55,16 @@ fn every_compat_policy_loads() {
     assert_eq!(t.action, Verdict::Block);
 }
 
-/// Test-local stand-in for `intent::normalize` (§3.2 subset the examples need): lowercasing,
-/// endpoint-class and destructive inference, discovery_method default, phase default.
-fn normalize(mut i: IntentRequest) -> IntentRequest {
-    i.tool_name = i.tool_name.trim().to_lowercase();
-    let base = i.tool_name.rsplit('.').next().unwrap_or("").to_string();
-    let infer = |t: &mut gait::intent::Target, tool: &str, base: &str| {
-        t.kind = t.kind.trim().to_lowercase();
-        t.operation = t.operation.trim().to_lowercase();
-        t.endpoint_class = t.endpoint_class.trim().to_lowercase();
-        t.endpoint_domain = t.endpoint_domain.trim().to_lowercase();
-        let op = t.operation.as_str();
-        if t.endpoint_class.is_empty() {
-            t.endpoint_class = match t.kind.as_str() {
-                "path" => match op {
-                    "read" | "get" | "list" | "open" | "cat" | "head" | "download" | "stat" => {
-                        "fs.read"
-                    }
-                    "write" | "append" | "put" | "create" | "update" | "save" | "copy" | "move"
-                    | "rename" => "fs.write",
-                    "delete" | "remove" | "rm" | "unlink" | "rmdir" | "drop" | "truncate" => {
-                        "fs.delete"
-                    }
-                    _ if ["read", "list", "fetch", "search"]
-                        .iter()
-                        .any(|h| base.contains(h)) =>
-                    {
-                        "fs.read"
-                    }
-                    _ if ["write", "update", "save", "create"]
-                        .iter()
-                        .any(|h| base.contains(h)) =>
-                    {
-                        "fs.write"
-                    }
-                    _ if ["delete", "remove", "rm", "drop"]
-                        .iter()
-                        .any(|h| base.contains(h)) =>
-                    {
-                        "fs.delete"
-                    }
-                    _ => "other",
-                },
-                "host" | "url" if matches!(op, "dns" | "resolve" | "lookup") => "net.dns",
-                "host" | "url" => "net.http",
-                "other"
-                    if matches!(op, "exec" | "spawn" | "run" | "shell" | "command")
-                        || ["exec", "shell", "command", "spawn", "run"]
-                            .iter()
-                            .any(|h| tool.contains(h)) =>
-                {
-                    "proc.exec"
-                }
-                _ => "other",
-            }
-            .to_string();
-        }
-        if t.endpoint_domain.is_empty() && t.kind == "host" {
-            t.endpoint_domain = t.value.trim().to_lowercase();
-        }
-        t.destructive = t.destructive
-            || t.destructive_hint
-            || matches!(t.endpoint_class.as_str(), "fs.delete" | "proc.exec")
-            || matches!(
-                op,
-                "delete"
-                    | "remove"
-                    | "rm"
-                    | "unlink"
-                    | "rmdir"
-                    | "drop"
-                    | "truncate"
-                    | "exec"
-                    | "spawn"
-            );
-        if t.discovery_method.is_empty() {
-            t.discovery_method = "unknown".to_string();
-        }
-    };
-    let tool = i.tool_name.clone();
-    for t in &mut i.targets {
-        infer(t, &tool, &base);
-    }
-    if let Some(script) = &mut i.script {
-        for step in &mut script.steps {
-            step.tool_name = step.tool_name.trim().to_lowercase();
-            let b = step.tool_name.rsplit('.').next().unwrap_or("").to_string();
-            let tn = step.tool_name.clone();
-            for t in &mut step.targets {
-                infer(t, &tn, &b);
-            }
-        }
-    }
-    for p in &mut i.arg_provenance {
-        p.source = p.source.trim().to_lowercase();
-    }
-    i.context.risk_class = i.context.risk_class.trim().to_lowercase();
-    if i.context.phase.trim().is_empty() {
-        i.context.phase = "apply".to_string();
-    }
-    i
+/// Read an example intent and normalise it with the real `intent::normalize`.
+fn load_intent(rel: &str) -> IntentRequest {
+    normalized(rel).into_request()
 }
 
-fn load_intent(rel: &str) -> IntentRequest {
+fn normalized(rel: &str) -> NormalizedIntent {
     let bytes = std::fs::read(compat(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    normalize(serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{rel}: {e}")))
+    let raw: IntentRequest =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    gait::intent::normalize(&raw).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -174,7 +79,7 @@ fn run(policy: &str, intent: &str) -> Evaluation {
 
 fn run_at(policy: &str, intent: &str, now: DateTime<Utc>) -> Evaluation {
     let p = Policy::load(&compat(policy)).unwrap_or_else(|e| panic!("{policy}: {e}"));
-    p.evaluate_request(&load_intent(intent), &EvalOptions::at(now))
+    p.evaluate(&normalized(intent), &EvalOptions::at(now))
 }
 
 fn v(list: &[&str]) -> Vec<String> {
@@ -645,5 +550,69 @@ fn mcp_trust_example() {
         Verdict::Block,
         &["default_allow", "mcp_trust_server_unknown"],
         &["mcp_trust_policy"],
+    );
+}
+
+#[test]
+fn mcp_trust_end_to_end_through_the_adapters() {
+    use gait::intent::{Adapter, decode_call, intent_from_call, normalize};
+    let p = Policy::load(&compat("mcp_trust/policy.yaml")).expect("load");
+    let t = p.mcp_trust().expect("trust");
+    let snap = trust::load_snapshot(&compat("mcp_trust/trust_snapshot.json"));
+    let now = at("2026-03-02T00:00:00Z");
+    let gate = |adapter: Adapter, payload: serde_json::Value, from: RequiredFrom| {
+        let call = decode_call(adapter, &payload).expect("decode");
+        let (req, _warnings) = intent_from_call(&call, gait::Profile::Standard).expect("intent");
+        let n = normalize(&req).expect("normalize");
+        let mut e = p.evaluate(&n, &EvalOptions::at(now));
+        let d = trust::decide(
+            t,
+            &snap,
+            call.server.as_ref(),
+            call.raw_risk_class(),
+            n.risk_class(),
+            from,
+            now,
+        );
+        trust::apply(&mut e, &d, t.action);
+        (e, d)
+    };
+    let native: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(compat("mcp_trust/tool_call.json")).expect("read"))
+            .expect("json");
+    let (e, d) = gate(Adapter::Mcp, native.clone(), RequiredFrom::Defaulted);
+    expect(
+        &e,
+        Verdict::Allow,
+        &["default_allow", "mcp_trust_verified"],
+        &[],
+    );
+    assert_eq!(d.status, "trusted");
+    let mut unknown = native;
+    unknown["server"] = serde_json::json!({"server_id": "rogue"});
+    let (e, d) = gate(Adapter::Mcp, unknown, RequiredFrom::Defaulted);
+    assert!(d.enforced);
+    expect(
+        &e,
+        Verdict::Block,
+        &["default_allow", "mcp_trust_server_unknown"],
+        &["mcp_trust_policy"],
+    );
+    // An OpenAI payload carries no context and no server: Go computes `required` from the raw
+    // (empty) risk class and never enforces; gait uses the defaulted `high`.
+    let openai = serde_json::json!({"type": "function", "function": {"name": "tool.search", "arguments": "{}"}});
+    let (e, d) = gate(Adapter::OpenAi, openai.clone(), RequiredFrom::RawGo);
+    assert_eq!(
+        (d.status.as_str(), d.required, e.verdict),
+        ("missing", false, Verdict::Allow)
+    );
+    let (e, d) = gate(Adapter::OpenAi, openai, RequiredFrom::Defaulted);
+    assert_eq!(
+        (d.status.as_str(), d.required, e.verdict),
+        ("missing", true, Verdict::Block)
+    );
+    assert_eq!(
+        e.reason_codes,
+        v(&["default_allow", "mcp_trust_identifier_missing"])
     );
 }

@@ -18,7 +18,8 @@ use super::compile::{
 };
 use super::kill_switch::{KillSwitchDecision, KillSwitchState};
 use crate::intent::{
-    ArgProvenance, Delegation, GoTime, IntentContext, IntentRequest, SkillProvenance, Target,
+    ArgProvenance, Delegation, GoTime, IntentContext, IntentRequest, NormalizedIntent,
+    SkillProvenance, Target,
 };
 use crate::{Profile, Verdict};
 
@@ -1281,8 +1282,14 @@ fn evaluate_script(policy: &Policy, i: &IntentRequest, now: DateTime<Utc>) -> Ev
 // === entry point ===
 
 impl Policy {
-    /// Evaluate a normalised intent (§2 steps 3–7). The intent must already be normalised
-    /// (`intent::normalize`): tool name and classes lowercased, targets inferred, phase set.
+    /// Evaluate a normalised intent (§2 steps 3–7).
+    pub fn evaluate(&self, intent: &NormalizedIntent, opts: &EvalOptions) -> Evaluation {
+        self.evaluate_request(intent.request(), opts)
+    }
+
+    /// Same as [`Policy::evaluate`] over the request inside a [`NormalizedIntent`]. The request
+    /// must already be normalised (`intent::normalize`): tool name and classes lowercased,
+    /// targets inferred, phase set. Exposed for tests and callers that keep only the request.
     pub fn evaluate_request(&self, intent: &IntentRequest, opts: &EvalOptions) -> Evaluation {
         let risk = intent.context.risk_class.trim().to_lowercase();
         // Step 3: fail_closed.

@@ -231,20 +231,8 @@ impl SnapshotCache {
     }
 }
 
-/// The `call.server` object of an MCP payload.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct ServerRef {
-    #[serde(default)]
-    pub server_id: String,
-    #[serde(default)]
-    pub server_name: String,
-    #[serde(default)]
-    pub publisher: String,
-    #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub endpoint: String,
-}
+/// The `call.server` object of an MCP payload (the adapter's type).
+pub type ServerRef = crate::intent::adapters::ServerInfo;
 
 /// Which risk class decides `required`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
