@@ -616,3 +616,31 @@ fn mcp_trust_end_to_end_through_the_adapters() {
         v(&["default_allow", "mcp_trust_identifier_missing"])
     );
 }
+
+#[test]
+fn invalid_intent_fails_closed_only_for_applicable_risk() {
+    let p = Policy::load(&compat("examples/base_high_risk.yaml")).expect("load");
+    let mut raw: IntentRequest = serde_json::from_slice(
+        &std::fs::read(compat("examples/intents/intent_write.json")).expect("read"),
+    )
+    .expect("json");
+    raw.tool_name = "  ".to_string();
+    raw.context.risk_class = "Critical".to_string();
+    assert!(
+        gait::intent::normalize(&raw).is_err(),
+        "empty tool name is invalid"
+    );
+    let e = p
+        .fail_closed_intent_invalid(&raw.context.risk_class)
+        .expect("fail_closed applies to critical");
+    expect(
+        &e,
+        Verdict::Block,
+        &["fail_closed_intent_invalid"],
+        &["intent_not_evaluable"],
+    );
+    assert!(
+        p.fail_closed_intent_invalid("high").is_none(),
+        "base_high_risk fails closed for critical only"
+    );
+}

@@ -1190,3 +1190,28 @@ fn digest_payload_shape_follows_go_field_names() {
     );
     assert!(r.get("Dataflow").is_none() && r.get("RateLimit").is_none());
 }
+
+/// Mirrors Go's `TestPolicyDigestLegacyCompatibility`: a core-only policy digests to the same
+/// value as the v1.0 payload with the seven match keys.
+#[test]
+fn policy_digest_legacy_compatibility() {
+    let p = policy(
+        "default_verdict: block\nfail_closed:\n  enabled: true\n  risk_classes: [high]\n  required_fields: [targets]\nrules:\n  - name: allow-tool\n    priority: 1\n    effect: allow\n    match:\n      tool_names: [tool.write]\n      risk_classes: [high]\n      target_kinds: [host]\n      target_values: [api.external.com]\n      provenance_sources: [external]\n      identities: [alice]\n      workspace_prefixes: [/repo]\n    reason_codes: [allow_tool]\n    violations: [none]\n",
+    );
+    let legacy = json!({
+        "SchemaID": "gait.gate.policy",
+        "SchemaVersion": "1.0.0",
+        "DefaultVerdict": "block",
+        "FailClosed": {"Enabled": true, "RiskClasses": ["high"], "RequiredFields": ["targets"]},
+        "Rules": [{
+            "Name": "allow-tool", "Priority": 1, "Effect": "allow",
+            "Match": {
+                "ToolNames": ["tool.write"], "RiskClasses": ["high"], "TargetKinds": ["host"],
+                "TargetValues": ["api.external.com"], "ProvenanceSources": ["external"],
+                "Identities": ["alice"], "WorkspacePrefixes": ["/repo"]
+            },
+            "ReasonCodes": ["allow_tool"], "Violations": ["none"]
+        }]
+    });
+    assert_eq!(p.digest(), crate::canon::digest(&legacy));
+}
