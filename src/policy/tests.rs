@@ -1215,3 +1215,127 @@ fn policy_digest_legacy_compatibility() {
     });
     assert_eq!(p.digest(), crate::canon::digest(&legacy));
 }
+
+// === reference model for tier semantics ===
+
+#[derive(Debug, Clone)]
+struct ModelRule {
+    name: String,
+    priority: i64,
+    effect: Verdict,
+    tools: Vec<&'static str>,
+    risks: Vec<&'static str>,
+    reason: bool,
+}
+
+fn model_rule() -> impl proptest::strategy::Strategy<Value = ModelRule> {
+    use proptest::prelude::*;
+    (
+        "[a-e]{1,3}",
+        -1i64..3,
+        proptest::sample::select(Verdict::ALL.to_vec()),
+        proptest::sample::subsequence(vec!["tool.a", "tool.b"], 0..=2),
+        proptest::sample::subsequence(vec!["low", "high"], 0..=2),
+        any::<bool>(),
+    )
+        .prop_map(|(name, priority, effect, tools, risks, reason)| ModelRule {
+            name,
+            priority,
+            effect,
+            tools,
+            risks,
+            reason,
+        })
+}
+
+fn model_yaml(default: Verdict, rules: &[ModelRule]) -> String {
+    let mut y = format!("default_verdict: {}\nrules:\n", default.as_str());
+    for (i, r) in rules.iter().enumerate() {
+        let name = format!("{}-{i}", r.name);
+        y.push_str(&format!(
+            "  - name: {name}\n    priority: {}\n    effect: {}\n    match: {{tool_names: [{}], risk_classes: [{}]}}\n",
+            r.priority,
+            r.effect.as_str(),
+            r.tools.join(", "),
+            r.risks.join(", ")
+        ));
+        if r.reason {
+            y.push_str(&format!("    reason_codes: [why_{i}]\n"));
+        }
+    }
+    y
+}
+
+fn model_eval(
+    default: Verdict,
+    rules: &[ModelRule],
+    tool: &str,
+    risk: &str,
+) -> (Verdict, Vec<String>, Option<String>) {
+    let mut named: Vec<(String, usize, &ModelRule)> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("{}-{i}", r.name), i, r))
+        .collect();
+    named.sort_by(|a, b| a.2.priority.cmp(&b.2.priority).then_with(|| a.0.cmp(&b.0)));
+    let matches = |r: &ModelRule| {
+        (r.tools.is_empty() || r.tools.contains(&tool))
+            && (r.risks.is_empty() || r.risks.contains(&risk))
+    };
+    let Some(first) = named.iter().find(|(_, _, r)| matches(r)) else {
+        return (default, vec![format!("default_{}", default.as_str())], None);
+    };
+    let tier: Vec<_> = named
+        .iter()
+        .filter(|(_, _, r)| r.priority == first.2.priority && matches(r))
+        .collect();
+    let verdict = tier
+        .iter()
+        .map(|(_, _, r)| r.effect)
+        .max()
+        .unwrap_or(Verdict::Allow);
+    let mut reasons: Vec<String> = tier
+        .iter()
+        .filter(|(_, _, r)| r.effect == verdict)
+        .map(|(n, i, r)| {
+            if r.reason {
+                format!("why_{i}")
+            } else {
+                format!("matched_rule_{}", n.replace('-', "_"))
+            }
+        })
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    let mut names: Vec<String> = tier.iter().map(|(n, _, _)| n.clone()).collect();
+    names.sort();
+    (verdict, reasons, Some(names.join(",")))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+    #[test]
+    fn tier_semantics_match_reference_model(
+        default in proptest::sample::select(Verdict::ALL.to_vec()),
+        rules in proptest::collection::vec(model_rule(), 0..7),
+        tool in proptest::sample::select(vec!["tool.a", "tool.b", "tool.c"]),
+        risk in proptest::sample::select(vec!["low", "high"]),
+    ) {
+        let p = policy(&model_yaml(default, &rules));
+        let mut i = write_intent(risk);
+        i.tool_name = tool.to_string();
+        let e = eval(&p, &i);
+        let (verdict, reasons, matched) = model_eval(default, &rules, tool, risk);
+        proptest::prop_assert_eq!(e.verdict, verdict);
+        proptest::prop_assert_eq!(e.reason_codes, reasons);
+        proptest::prop_assert_eq!(e.matched_rule, matched);
+        proptest::prop_assert_eq!(
+            e.min_approvals > 0,
+            verdict == Verdict::RequireApproval
+        );
+        if !p.could_allow_tool(tool) {
+            proptest::prop_assert_eq!(e.verdict, Verdict::Block, "hidden tool must always block");
+        }
+    }
+}
