@@ -305,15 +305,16 @@ pub fn decide(
     .trim()
     .to_lowercase();
     let required = policy.required_risk_classes.contains(&risk);
-    let server = server.cloned().unwrap_or_default();
+    let empty = ServerRef::default();
+    let server = server.unwrap_or(&empty);
     let mut d = TrustDecision {
         server_id: server.server_id.trim().to_string(),
         server_name: server.server_name.trim().to_string(),
-        publisher: server.publisher.trim().to_string(),
-        source: server.source.trim().to_string(),
+        publisher: server.publisher.trim().to_lowercase(),
+        source: server.source.trim().to_lowercase(),
         decision_source: policy.snapshot.clone(),
         threshold: policy.min_score,
-        max_age_seconds: policy.max_age_nanos / 1_000_000_000,
+        max_age_seconds: policy.max_age_nanos.max(0) / 1_000_000_000,
         required,
         ..TrustDecision::default()
     };
@@ -324,9 +325,9 @@ pub fn decide(
         d.reason_codes.dedup();
         d.enforced = d.required && status != "trusted";
     };
-    let id_key = entry_key(&server.server_id, "");
-    let name_key = entry_key("", &server.server_name);
-    if id_key.is_empty() && name_key.is_empty() {
+    // Go looks entries up by one key: lower(server_id), else lower(server_name).
+    let key = entry_key(&server.server_id, &server.server_name);
+    if key.is_empty() {
         finish(
             &mut d,
             "missing",
@@ -349,37 +350,29 @@ pub fn decide(
             return d;
         }
     };
-    let entry = (!id_key.is_empty())
-        .then(|| snap.get(&id_key))
-        .flatten()
-        .or_else(|| {
-            (!name_key.is_empty())
-                .then(|| snap.get(&name_key))
-                .flatten()
-        });
-    let Some(e) = entry else {
+    let Some(e) = snap.get(&key) else {
         finish(&mut d, "unknown", vec!["mcp_trust_server_unknown".into()]);
         return d;
     };
-    if d.server_id.is_empty() {
-        d.server_id = e.server_id.trim().to_string();
-    }
-    if d.server_name.is_empty() {
-        d.server_name = e.server_name.trim().to_string();
-    }
-    d.publisher = e.publisher.trim().to_string();
-    d.source = e.source.trim().to_string();
+    d.server_id = e.server_id.trim().to_string();
+    d.server_name = e.server_name.trim().to_string();
+    d.publisher = e.publisher.trim().to_lowercase();
+    d.source = e.source.trim().to_lowercase();
     d.score = e.score;
     d.updated_at = e.updated_at.to_utc();
     if !e.evidence_path.trim().is_empty() {
         d.decision_source = e.evidence_path.trim().to_string();
     }
-    let publisher = e.publisher.trim().to_lowercase();
-    d.publisher_allowed =
-        policy.publisher_allowlist.is_empty() || policy.publisher_allowlist.contains(&publisher);
-    d.registry_verified = e.registry_verification.as_ref().is_some_and(|r| {
-        r.signature_verified && r.publisher_allowed && (!r.pin_present || r.pin_verified)
-    });
+    // As in Go, `publisher_allowed` / `registry_verified` are only computed when the policy
+    // asks for them (and are omitted from the decision otherwise).
+    if !policy.publisher_allowlist.is_empty() {
+        d.publisher_allowed = policy.publisher_allowlist.contains(&d.publisher);
+    }
+    if policy.require_registry {
+        d.registry_verified = e.registry_verification.as_ref().is_some_and(|r| {
+            r.signature_verified && r.publisher_allowed && (!r.pin_present || r.pin_verified)
+        });
+    }
     let mut reasons: Vec<(&str, &str)> = Vec::new();
     if !matches!(
         e.status.trim().to_lowercase().as_str(),
@@ -387,26 +380,23 @@ pub fn decide(
     ) {
         reasons.push(("mcp_trust_status_untrusted", "untrusted"));
     }
-    if !d.publisher_allowed {
+    if !policy.publisher_allowlist.is_empty() && !d.publisher_allowed {
         reasons.push(("mcp_trust_publisher_untrusted", "untrusted"));
     }
     if policy.require_registry && !d.registry_verified {
         reasons.push(("mcp_trust_registry_unverified", "invalid"));
     }
-    if policy.max_age_nanos > 0 {
+    if d.max_age_seconds > 0 {
+        // Go: stale when updated_at is zero or updated_at + max_age (whole seconds) < now.
         let stale = match e.updated_at.get() {
             None => true,
-            Some(t) => {
-                let age = now.signed_duration_since(t.with_timezone(&Utc));
-                age.num_nanoseconds()
-                    .is_none_or(|n| n > policy.max_age_nanos)
-            }
+            Some(t) => t.with_timezone(&Utc) + chrono::Duration::seconds(d.max_age_seconds) < now,
         };
         if stale {
             reasons.push(("mcp_trust_stale", "stale"));
         }
     }
-    if e.score < policy.min_score {
+    if policy.min_score > 0.0 && e.score < policy.min_score {
         reasons.push(("mcp_trust_below_threshold", "below_threshold"));
     }
     match reasons.first() {
