@@ -1339,3 +1339,53 @@ proptest::proptest! {
         }
     }
 }
+
+/// Ports of Go's freeze_window_test.go cases (DST boundary, invalid window range).
+#[test]
+fn freeze_window_go_cases() {
+    let base = |windows: &str| {
+        format!(
+            "default_verdict: block\nrules:\n  - name: allow-prod-deploy\n    priority: 10\n    effect: allow\n    match:\n      tool_names: [tool.deploy]\n    freeze_window:\n      timezone: America/Toronto\n      effect: block\n      environments: [prod]\n      risk_classes: [high]\n      windows:\n{windows}"
+        )
+    };
+    let dst = policy(&base(
+        "        - name: dst-window\n          start: \"2026-03-08T01:00:00\"\n          end: \"2026-03-08T04:00:00\"\n",
+    ));
+    let at = Utc
+        .with_ymd_and_hms(2026, 3, 8, 7, 30, 0)
+        .single()
+        .expect("t");
+    let e = dst.evaluate_request(&deploy_intent("prod"), &EvalOptions::at(at));
+    assert_eq!(e.verdict, Verdict::Block);
+    assert_eq!(e.freeze_window.expect("decision").window_name, "dst-window");
+
+    let invalid = policy(&base(
+        "        - name: invalid-range\n          start: \"not-a-window\"\n          end: \"2026-03-10T12:00:00\"\n",
+    ));
+    let at = Utc
+        .with_ymd_and_hms(2026, 3, 10, 14, 30, 0)
+        .single()
+        .expect("t");
+    let e = invalid.evaluate_request(&deploy_intent("prod"), &EvalOptions::at(at));
+    assert_eq!(e.verdict, Verdict::Block);
+    assert!(
+        e.reason_codes
+            .contains(&"freeze_window_invalid_window".to_string())
+    );
+    let d = e.freeze_window.expect("decision");
+    assert_eq!(
+        (d.status.as_str(), d.window_name.as_str()),
+        ("invalid", "invalid-range")
+    );
+    // Inactive later the same day keeps the rule's allow.
+    let later = Utc
+        .with_ymd_and_hms(2026, 3, 10, 18, 30, 0)
+        .single()
+        .expect("t");
+    let ok = policy(&base(
+        "        - name: release-freeze\n          start: \"2026-03-10T09:00:00\"\n          end: \"2026-03-10T12:00:00\"\n",
+    ));
+    let e = ok.evaluate_request(&deploy_intent("prod"), &EvalOptions::at(later));
+    assert_eq!(e.verdict, Verdict::Allow);
+    assert_eq!(e.freeze_window.expect("decision").status, "inactive");
+}
