@@ -1389,3 +1389,78 @@ fn freeze_window_go_cases() {
     assert_eq!(e.verdict, Verdict::Allow);
     assert_eq!(e.freeze_window.expect("decision").status, "inactive");
 }
+
+/// Port of Go's TestEvaluatePolicySandboxConstraints table.
+#[test]
+fn sandbox_go_cases() {
+    let p = policy(
+        "default_verdict: block\nrules:\n  - name: allow-sandboxed-exec\n    priority: 10\n    effect: allow\n    sandbox:\n      allowed_network_modes: [disabled, egress_allowlist]\n      allowed_writable_path_prefixes: [/tmp/work, /var/tmp/cache]\n      required_read_only_roots: [/repo, /usr/share]\n      allowed_env_exposure_modes: [none, allowlist]\n      max_timeout_seconds: 60\n      allowed_filesystem_isolations: [workspace, container]\n      allowed_user_modes: [unprivileged]\n    match:\n      endpoint_classes: [proc.exec]\n      risk_classes: [high]\n",
+    );
+    let base = intent(json!({
+        "tool_name": "tool.exec",
+        "targets": [{"kind": "path", "value": "/tmp/work/run.sh", "operation": "execute", "endpoint_class": "proc.exec", "destructive": true}],
+        "context": {"identity": "a", "workspace": "/w", "risk_class": "high", "phase": "apply",
+            "sandbox": {"network_mode": "egress_allowlist", "writable_paths": ["/tmp/work/tmp"], "read_only_roots": ["/repo", "/usr/share"],
+                "env_exposure_mode": "allowlist", "timeout_seconds": 30, "filesystem_isolation": "container", "user_mode": "unprivileged",
+                "evidence_ref": "sandbox:receipt:v1", "evidence_digest": "a".repeat(64)}}
+    }));
+    type Mutate = fn(&mut crate::intent::Sandbox);
+    let cases: &[(&str, Option<Mutate>, Verdict, &str, &str)] = &[
+        ("valid", Some(|_| {}), Verdict::Allow, "", "valid"),
+        (
+            "missing",
+            None,
+            Verdict::Block,
+            "sandbox_metadata_missing",
+            "missing",
+        ),
+        (
+            "full_network",
+            Some(|s| s.network_mode = "full".into()),
+            Verdict::Block,
+            "sandbox_network_mode_disallowed",
+            "disallowed",
+        ),
+        (
+            "writable",
+            Some(|s| s.writable_paths = vec!["/etc".into()]),
+            Verdict::Block,
+            "sandbox_writable_path_disallowed",
+            "disallowed",
+        ),
+        (
+            "env",
+            Some(|s| s.env_exposure_mode = "full".into()),
+            Verdict::Block,
+            "sandbox_env_exposure_mode_disallowed",
+            "disallowed",
+        ),
+        (
+            "timeout",
+            Some(|s| s.timeout_seconds = 120),
+            Verdict::Block,
+            "sandbox_timeout_exceeded",
+            "disallowed",
+        ),
+    ];
+    for (name, mutate, verdict, reason, status) in cases {
+        let mut i = base.clone();
+        match mutate {
+            Some(m) => m(i.context.sandbox.as_mut().expect("sandbox")),
+            None => i.context.sandbox = None,
+        }
+        let e = eval(&p, &i);
+        assert_eq!(e.verdict, *verdict, "{name}: {e:?}");
+        if !reason.is_empty() {
+            assert!(
+                e.reason_codes.contains(&reason.to_string()),
+                "{name}: {e:?}"
+            );
+        }
+        let d = e.sandbox.expect("decision");
+        assert_eq!(d.status, *status, "{name}");
+        if *status == "valid" {
+            assert_eq!(d.evidence_digest, "a".repeat(64));
+        }
+    }
+}
