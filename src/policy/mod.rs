@@ -212,10 +212,14 @@ impl Policy {
         if let Some(legacy) = detect_legacy(src) {
             return Err(legacy);
         }
+        // An empty document (blank, comments only, `---`, `null`) is an all-defaults policy,
+        // as in Go.
         let raw: raw::RawPolicy = if src.trim().is_empty() {
             raw::RawPolicy::default()
         } else {
-            serde_saphyr::from_str(src).map_err(|e| PolicyError::Parse(render_yaml_error(&e)))?
+            serde_saphyr::from_str::<Option<raw::RawPolicy>>(src)
+                .map_err(|e| PolicyError::Parse(render_yaml_error(&e)))?
+                .unwrap_or_default()
         };
         let compiled = compile::compile(raw)?;
         let digest = digest::digest(&compiled);

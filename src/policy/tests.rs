@@ -67,6 +67,11 @@ fn golden_digest_default_allow() {
 fn empty_policy_defaults_to_require_approval() {
     let p = policy("");
     assert_eq!(p.default_verdict(), Verdict::RequireApproval);
+    for empty in ["# only a comment\n", "---\n", "null\n", "~\n"] {
+        assert_eq!(policy(empty).digest(), p.digest(), "{empty:?}");
+    }
+    assert!(matches!(err("[1, 2]\n"), PolicyError::Parse(_)));
+    assert!(matches!(err("just a string\n"), PolicyError::Parse(_)));
     let e = eval(&p, &write_intent("low"));
     assert_eq!(e.verdict, Verdict::RequireApproval);
     assert_eq!(e.reason_codes, vec!["default_require_approval"]);
