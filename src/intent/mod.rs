@@ -19,6 +19,6 @@ pub use digest::{
 pub use error::IntentError;
 pub use normalize::{NormalizedIntent, normalize, strip_unverified_context_claims};
 pub use types::{
-    AgentIdentity, ArgProvenance, Delegation, DelegationLink, GoTime, IntentContext,
-    IntentRequest, JsonMap, Sandbox, Script, ScriptStep, SkillProvenance, Target,
+    AgentIdentity, ArgProvenance, Delegation, DelegationLink, GoTime, IntentContext, IntentRequest,
+    JsonMap, Sandbox, Script, ScriptStep, SkillProvenance, Target,
 };
