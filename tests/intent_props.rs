@@ -88,10 +88,10 @@ proptest! {
                 },
             }
         }
-        if let Ok(req) = serde_json::from_value::<IntentRequest>(payload) {
-            if let Err(e) = intent::normalize(&req) {
-                check_one_line(&e);
-            }
+        if let Ok(req) = serde_json::from_value::<IntentRequest>(payload)
+            && let Err(e) = intent::normalize(&req)
+        {
+            check_one_line(&e);
         }
     }
 

@@ -521,10 +521,10 @@ fn decode_mcp(payload: &Value) -> Result<ToolCall, IntentError> {
 }
 
 /// The payload as an object (`null` is an empty object, like Go's decode into a struct).
-fn envelope<'a>(
+fn envelope(
     adapter: Adapter,
-    payload: &'a Value,
-) -> Result<Option<&'a serde_json::Map<String, Value>>, IntentError> {
+    payload: &Value,
+) -> Result<Option<&serde_json::Map<String, Value>>, IntentError> {
     match payload {
         Value::Null => Ok(None),
         Value::Object(m) => Ok(Some(m)),
