@@ -178,6 +178,30 @@ impl NormalizedIntent {
     pub fn has_destructive_target(&self) -> bool {
         self.any_destructive
     }
+
+    /// The single-call request Go evaluates for script step `index`: this intent with the
+    /// script and script hash removed and the step's tool name, args, targets and provenance.
+    pub fn step_request(&self, index: usize) -> Option<IntentRequest> {
+        let step = self.script_steps().get(index)?;
+        let mut req = self.request.clone();
+        req.script = None;
+        req.script_hash.clear();
+        req.args_digest.clear();
+        req.intent_digest.clear();
+        req.tool_name = step.tool_name.clone();
+        req.args = step.args.clone();
+        req.targets = step.targets.clone();
+        req.arg_provenance = step.arg_provenance.clone();
+        Some(req)
+    }
+
+    /// Every script step as its own normalised single-call intent (empty for single calls).
+    pub fn step_intents(&self) -> Result<Vec<NormalizedIntent>, IntentError> {
+        (0..self.script_steps().len())
+            .filter_map(|i| self.step_request(i))
+            .map(|r| normalize(&r))
+            .collect()
+    }
 }
 
 /// Normalise `req` (gate.md §3.2) and compute its digests (§4.1–4.3).

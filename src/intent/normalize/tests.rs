@@ -671,3 +671,41 @@ fn go_clean_matches_go() {
         assert_eq!(go_clean_path(i), o, "{i}");
     }
 }
+
+#[test]
+fn script_step_intents() {
+    let r = req(json!({
+        "tool_name": "script", "args": {}, "targets": [],
+        "context": {"identity": "i", "workspace": "w", "risk_class": "low", "session_id": "s"},
+        "script": {"steps": [
+            {"tool_name": "tool.write", "args": {"path": "/o"}, "targets": [{"kind": "path", "value": "/o"}]},
+            {"tool_name": "tool.read", "args": {"q": 1}}
+        ]}
+    }));
+    let n = normalize(&r).unwrap();
+    let steps = n.step_intents().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].tool_name(), "tool.write");
+    assert_eq!(steps[0].targets()[0].endpoint_class, "fs.write");
+    assert!(!steps[0].is_script() && steps[0].script_hash().is_none());
+    assert_eq!(steps[1].targets().len(), 0);
+    assert_eq!(steps[1].context().session_id, "s");
+    assert_ne!(steps[0].intent_digest(), n.intent_digest());
+    assert!(n.step_request(2).is_none());
+    assert!(steps[0].step_intents().unwrap().is_empty());
+}
+
+#[test]
+fn intent_files_parse_with_last_duplicate_key_winning() {
+    let r =
+        IntentRequest::from_json_slice(br#"{"tool_name":"a","tool_name":"b","args":{}}"#).unwrap();
+    assert_eq!(r.tool_name, "b");
+    let e = IntentRequest::from_json_slice(b"{\"args\": 5}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("parse intent request: ") && !e.contains('\n'),
+        "{e}"
+    );
+    assert!(IntentRequest::from_json_slice(b"not json").is_err());
+}
