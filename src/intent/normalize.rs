@@ -212,7 +212,7 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
 
     let any_destructive = parts.targets.iter().any(|t| t.destructive);
     let script_hash = parts.script_hash.clone();
-    let mut out = IntentRequest {
+    let out = IntentRequest {
         schema_id: if req.schema_id.is_empty() {
             INTENT_SCHEMA_ID.to_string()
         } else {
@@ -230,7 +230,7 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
         args_digest: args_digest.clone(),
         intent_digest: intent_digest.clone(),
         script_hash: parts.script_hash.unwrap_or_default(),
-        script: req.script.clone(),
+        script: parts.script,
         targets: parts.targets,
         arg_provenance: parts.arg_provenance,
         skill_provenance: parts.skill_provenance,
@@ -238,9 +238,6 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
         relationship: req.relationship.clone(),
         context: parts.context,
     };
-    if parts.script.is_some() {
-        out.script = parts.script;
-    }
     Ok(NormalizedIntent {
         request: out,
         intent_digest,
