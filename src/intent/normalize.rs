@@ -178,6 +178,30 @@ impl NormalizedIntent {
     pub fn has_destructive_target(&self) -> bool {
         self.any_destructive
     }
+
+    /// The single-call request Go evaluates for script step `index`: this intent with the
+    /// script and script hash removed and the step's tool name, args, targets and provenance.
+    pub fn step_request(&self, index: usize) -> Option<IntentRequest> {
+        let step = self.script_steps().get(index)?;
+        let mut req = self.request.clone();
+        req.script = None;
+        req.script_hash.clear();
+        req.args_digest.clear();
+        req.intent_digest.clear();
+        req.tool_name = step.tool_name.clone();
+        req.args = step.args.clone();
+        req.targets = step.targets.clone();
+        req.arg_provenance = step.arg_provenance.clone();
+        Some(req)
+    }
+
+    /// Every script step as its own normalised single-call intent (empty for single calls).
+    pub fn step_intents(&self) -> Result<Vec<NormalizedIntent>, IntentError> {
+        (0..self.script_steps().len())
+            .filter_map(|i| self.step_request(i))
+            .map(|r| normalize(&r))
+            .collect()
+    }
 }
 
 /// Normalise `req` (gate.md §3.2) and compute its digests (§4.1–4.3).
@@ -188,7 +212,7 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
 
     let any_destructive = parts.targets.iter().any(|t| t.destructive);
     let script_hash = parts.script_hash.clone();
-    let mut out = IntentRequest {
+    let out = IntentRequest {
         schema_id: if req.schema_id.is_empty() {
             INTENT_SCHEMA_ID.to_string()
         } else {
@@ -206,7 +230,7 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
         args_digest: args_digest.clone(),
         intent_digest: intent_digest.clone(),
         script_hash: parts.script_hash.unwrap_or_default(),
-        script: req.script.clone(),
+        script: parts.script,
         targets: parts.targets,
         arg_provenance: parts.arg_provenance,
         skill_provenance: parts.skill_provenance,
@@ -214,9 +238,6 @@ pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
         relationship: req.relationship.clone(),
         context: parts.context,
     };
-    if parts.script.is_some() {
-        out.script = parts.script;
-    }
     Ok(NormalizedIntent {
         request: out,
         intent_digest,
@@ -269,8 +290,11 @@ fn normalize_parts(req: &IntentRequest) -> Result<Parts, IntentError> {
     let (targets, arg_provenance) = match &script {
         Some(s) => {
             let targets = if req.targets.is_empty() {
-                let union: Vec<Target> =
-                    s.steps.iter().flat_map(|st| st.targets.iter().cloned()).collect();
+                let union: Vec<Target> = s
+                    .steps
+                    .iter()
+                    .flat_map(|st| st.targets.iter().cloned())
+                    .collect();
                 normalize_targets(&tool_name, &union)?
             } else {
                 normalize_targets(&tool_name, &req.targets)?
@@ -454,7 +478,10 @@ pub fn key_suggests_credential_material(key: &str) -> bool {
     if k.is_empty() {
         return false;
     }
-    if CREDENTIAL_KEY_EXEMPT_SUFFIXES.iter().any(|s| k.ends_with(s)) {
+    if CREDENTIAL_KEY_EXEMPT_SUFFIXES
+        .iter()
+        .any(|s| k.ends_with(s))
+    {
         return false;
     }
     if ["token", "secret", "password", "credential"]
@@ -669,7 +696,15 @@ pub fn infer_destructive(endpoint_class: &str, operation: &str) -> bool {
     matches!(endpoint_class, "fs.delete" | "proc.exec")
         || matches!(
             operation,
-            "delete" | "remove" | "rm" | "unlink" | "rmdir" | "drop" | "truncate" | "exec" | "spawn"
+            "delete"
+                | "remove"
+                | "rm"
+                | "unlink"
+                | "rmdir"
+                | "drop"
+                | "truncate"
+                | "exec"
+                | "spawn"
         )
 }
 

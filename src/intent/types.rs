@@ -65,7 +65,11 @@ impl GoTime {
 
     /// `1980-01-01T00:00:00Z`, the default `created_at` of MCP-derived intents.
     pub fn epoch_1980() -> Self {
-        GoTime::from_utc(Utc.with_ymd_and_hms(1980, 1, 1, 0, 0, 0).single().unwrap_or_default())
+        GoTime::from_utc(
+            Utc.with_ymd_and_hms(1980, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        )
     }
 
     /// Parse RFC 3339 text (what Go's `time.Time.UnmarshalJSON` accepts).
@@ -205,6 +209,16 @@ pub struct IntentRequest {
     pub relationship: Option<Value>,
     #[serde(default, deserialize_with = "null_default")]
     pub context: IntentContext,
+}
+
+impl IntentRequest {
+    /// Parse an intent file's bytes. Goes through `serde_json::Value` first so a duplicated key
+    /// keeps its last value (as Go does) instead of failing.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self, super::IntentError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(super::IntentError::parse_intent)?;
+        IntentRequest::deserialize(&value).map_err(super::IntentError::parse_intent)
+    }
 }
 
 /// `script{steps}`: a multi-step intent (at most 64 steps).
