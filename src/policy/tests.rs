@@ -1469,3 +1469,40 @@ fn sandbox_go_cases() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+    /// Arbitrary (already-normalised-shaped) intents never panic any rich policy, and the
+    /// output lists stay sorted and deduplicated.
+    #[test]
+    fn arbitrary_intents_never_panic(
+        tool in "[a-z.]{0,12}",
+        kind in proptest::sample::select(vec!["path", "url", "host", "other", ""]),
+        value in "\\PC{0,40}",
+        domain in "[a-z.*?\\[\\]-]{0,20}",
+        class in proptest::sample::select(vec!["fs.read", "fs.write", "fs.delete", "proc.exec", "net.http", "net.dns", "other", ""]),
+        destructive in proptest::bool::ANY,
+        source in proptest::sample::select(vec!["user", "external", "tool_output", "system"]),
+        risk in proptest::sample::select(vec!["low", "high", "critical", ""]),
+        phase in proptest::sample::select(vec!["plan", "apply", "", "other"]),
+        env in "[a-z]{0,5}",
+    ) {
+        let rich = policy(
+            "default_verdict: allow\nfail_closed: {enabled: true, risk_classes: [critical], required_fields: [targets, endpoint_class]}\nrules:\n  - name: ep\n    priority: 1\n    effect: allow\n    endpoint: {path_allowlist: ['/tmp/**', '/a/*/[bc]?'], path_denylist: ['/etc/**'], domain_allowlist: ['*.ok', 'a?b.[x-z]'], domain_denylist: [bad.example], egress_classes: [net.http], destructive_action: require_approval}\n    dataflow: {enabled: true, action: block}\n    freeze_window: {timezone: Europe/Paris, environments: [prod], windows: [{start: '2026-01-01T00:00:00', end: '2027-01-01T00:00:00'}]}\n    sandbox: {allowed_network_modes: [disabled]}\n    require_declared_agent: true\n    block_standing_credentials: true\n    max_context_age_seconds: 10\n",
+        );
+        let i = intent(json!({
+            "tool_name": tool,
+            "targets": [{"kind": kind, "value": value, "endpoint_class": class, "endpoint_domain": domain, "destructive": destructive}],
+            "arg_provenance": [{"arg_path": "$.x", "source": source}],
+            "context": {"identity": "a", "workspace": value, "risk_class": risk, "phase": phase, "environment": env}
+        }));
+        let e = eval(&rich, &i);
+        let mut r = e.reason_codes.clone();
+        r.sort();
+        r.dedup();
+        proptest::prop_assert_eq!(&r, &e.reason_codes);
+        proptest::prop_assert!(!e.reason_codes.is_empty());
+        proptest::prop_assert_eq!(e.min_approvals > 0, e.verdict == Verdict::RequireApproval);
+    }
+}
