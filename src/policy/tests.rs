@@ -1506,3 +1506,24 @@ proptest::proptest! {
         proptest::prop_assert_eq!(e.min_approvals > 0, e.verdict == Verdict::RequireApproval);
     }
 }
+
+#[test]
+fn snapshot_cache_does_not_touch_the_file_within_the_recheck_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("snap.json");
+    std::fs::write(&path, br#"{"entries":[{"server_id":"a"}]}"#).expect("write");
+    let cache = trust::SnapshotCache::new(&path, std::time::Duration::from_secs(3600));
+    let SnapshotState::Loaded(first) = cache.get() else {
+        panic!("loaded")
+    };
+    // Even a deleted file is not noticed until the interval elapses: no I/O per call.
+    std::fs::remove_file(&path).expect("remove");
+    let SnapshotState::Loaded(again) = cache.get() else {
+        panic!("still cached")
+    };
+    assert!(Arc::ptr_eq(&first, &again));
+    let p = policy("mcp_trust: {snapshot: /nonexistent/snap.json}\n");
+    let c = trust::SnapshotCache::for_policy(&p, std::time::Duration::ZERO).expect("enabled");
+    assert!(matches!(c.get(), SnapshotState::Unavailable(_)));
+    assert!(trust::SnapshotCache::for_policy(&policy(""), std::time::Duration::ZERO).is_none());
+}
