@@ -15,11 +15,16 @@ pub enum IntentError {
     #[error("{0}")]
     Invalid(String),
     /// An argument (or `context.auth_context` entry) looks like a raw credential.
-    #[error("{path} must not contain raw credential material; use credential references or digests instead")]
+    #[error(
+        "{path} must not contain raw credential material; use credential references or digests instead"
+    )]
     RawCredential { path: String },
     /// The adapter payload could not be decoded.
     #[error("parse {adapter} tool call: {message}")]
-    Decode { adapter: &'static str, message: String },
+    Decode {
+        adapter: &'static str,
+        message: String,
+    },
     /// The adapter's arguments could not be decoded into an object.
     #[error("decode {adapter} {field}: {message}")]
     Arguments {
@@ -42,9 +47,7 @@ impl IntentError {
     }
 
     pub(crate) fn raw_credential(path: &str) -> Self {
-        IntentError::RawCredential {
-            path: echo(path),
-        }
+        IntentError::RawCredential { path: echo(path) }
     }
 
     pub(crate) fn decode(adapter: &'static str, message: impl AsRef<str>) -> Self {

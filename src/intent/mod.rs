@@ -11,6 +11,6 @@ pub mod types;
 
 pub use error::IntentError;
 pub use types::{
-    AgentIdentity, ArgProvenance, Delegation, DelegationLink, GoTime, IntentContext,
-    IntentRequest, JsonMap, Sandbox, Script, ScriptStep, SkillProvenance, Target,
+    AgentIdentity, ArgProvenance, Delegation, DelegationLink, GoTime, IntentContext, IntentRequest,
+    JsonMap, Sandbox, Script, ScriptStep, SkillProvenance, Target,
 };

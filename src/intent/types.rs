@@ -65,7 +65,11 @@ impl GoTime {
 
     /// `1980-01-01T00:00:00Z`, the default `created_at` of MCP-derived intents.
     pub fn epoch_1980() -> Self {
-        GoTime::from_utc(Utc.with_ymd_and_hms(1980, 1, 1, 0, 0, 0).single().unwrap_or_default())
+        GoTime::from_utc(
+            Utc.with_ymd_and_hms(1980, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        )
     }
 
     /// Parse RFC 3339 text (what Go's `time.Time.UnmarshalJSON` accepts).
