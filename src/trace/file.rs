@@ -101,8 +101,14 @@ fn create_parent(path: &Path) -> Result<&Path, TraceError> {
     Ok(parent)
 }
 
-/// Atomically write `bytes` to `path` with mode 0600.
+/// Atomically write `bytes` to `path` with mode 0600 (replacing an existing file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
+    write_atomic_opts(path, bytes, true)
+}
+
+/// Atomically write `bytes` to `path` with mode 0600; with `overwrite == false` an existing
+/// file is an error (checked at rename time, so there is no check-then-write race).
+pub fn write_atomic_opts(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), TraceError> {
     check_output_path(path)?;
     let parent = create_parent(path)?;
     let mut tmp = tempfile::Builder::new()
@@ -114,7 +120,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
         .set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(|e| io_err(path, e))?;
     tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
-    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    if overwrite {
+        tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                TraceError::Invalid(format!(
+                    "refusing to overwrite existing file {} (use --force)",
+                    path.display()
+                ))
+            } else {
+                io_err(path, e.error)
+            }
+        })?;
+    }
     if let Ok(dir) = fs::File::open(parent) {
         let _ = dir.sync_all();
     }
