@@ -87,3 +87,48 @@ pub fn assert_invalid_envelope(run: &Run) {
     assert!(v["correlation_id"].is_string());
     assert!(!v["error"].as_str().unwrap_or_default().is_empty());
 }
+
+/// A validator for `schemas/gate/<name>.schema.json`, with every gate/common schema loaded
+/// into the resource registry (so cross-file `$ref`s resolve offline) and formats checked.
+pub fn schema_validator(name: &str) -> jsonschema::Validator {
+    let root = compat().join("schemas");
+    let mut registry = jsonschema::Registry::new();
+    let mut target = None;
+    for sub in ["gate", "common"] {
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(sub))
+            .expect("schema dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let text = std::fs::read_to_string(&path).expect("schema");
+            let schema: Value = serde_json::from_str(&text).expect("schema json");
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let uri = schema
+                .get("$id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("https://gait.dev/schemas/v1/{sub}/{file}"));
+            if sub == "gate" && file == format!("{name}.schema.json") {
+                target = Some((uri.clone(), schema.clone()));
+            }
+            registry = registry.add(uri.as_str(), schema).expect("add schema");
+        }
+    }
+    let registry = registry.prepare().expect("prepare registry");
+    let (uri, schema) = target.unwrap_or_else(|| panic!("no schema {name}"));
+    jsonschema::options()
+        .with_registry(&registry)
+        .with_base_uri(uri)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("build {name}: {e}"))
+}
+
+/// Schema errors of `value`, joined (empty when valid).
+pub fn schema_errors(v: &jsonschema::Validator, value: &Value) -> String {
+    v.iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
