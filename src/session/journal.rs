@@ -568,6 +568,11 @@ pub(crate) fn file_id(path: &Path) -> Result<FileId, SessionError> {
     })
 }
 
+/// Read and validate the state index of `journal` (`None` if missing or invalid).
+pub fn read_state_public(journal: &Path) -> Option<SessionState> {
+    read_state(&SessionPaths::new(journal).state)
+}
+
 pub(crate) fn read_state(path: &Path) -> Option<SessionState> {
     let bytes = fs::read(path).ok()?;
     let s: SessionState = serde_json::from_slice(&bytes).ok()?;
