@@ -632,13 +632,11 @@ fn flatten_keys(v: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Collapse a multi-line parser message (snippets, carets) into one line.
+/// The first line of a parser message (`line L column C: …`), without the source snippet.
 fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(s);
+    let first = first.split(" --> ").next().unwrap_or(first);
+    first.trim_start_matches("error: ").to_string()
 }
 
 // === show ===

@@ -191,12 +191,3 @@ fn host_port_split_like_go() {
     assert!(!is_loopback_host("0.0.0.0") && !is_loopback_host("example.internal"));
 }
 
-#[test]
-#[ignore]
-fn print_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    for t in ["gate:\n  profile: standard\n  polcy: x.yaml\n", "retention:\n  trace_ttl: 7d\n", "gate:\n  profile: standard\n  profile: oss-prod\n", "gate:\n  policy:\n"] {
-        let p = write(dir.path(), t);
-        println!("{:?}", load(&ConfigLocation::Explicit(p), &MapEnv::new(), &[]).map(|l| l.config.gate.policy));
-    }
-}
