@@ -99,7 +99,7 @@ pub fn run_show(args: ConfigShowArgs, ctx: &Ctx) -> u8 {
         match &loaded.path {
             Some(p) => writeln!(out, "# config: {}", p.display()).ok(),
             None => writeln!(out, "# config: (none, built-in defaults)").ok(),
-        }
+        };
         let tree = redacted;
         let mut leaves = Vec::new();
         flatten(&tree, "", &mut leaves);
