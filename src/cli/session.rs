@@ -161,7 +161,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub journal: String,
     /// Acknowledgement logs written by `stress`.
-    #[arg(long)]
+    #[arg(long, num_args = 1..)]
     pub ack_log: Vec<PathBuf>,
     /// Expected last sequence (exact).
     #[arg(long)]
