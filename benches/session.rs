@@ -239,8 +239,9 @@ fn report(dir: &Path, rt: &tokio::runtime::Runtime) -> serde_json::Value {
 }
 
 fn main() {
-    let dir = tempfile::tempdir_in(std::env::var("SESSION_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("tempdir");
+    let dir =
+        tempfile::tempdir_in(std::env::var("SESSION_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .expect("tempdir");
     let rt = rt();
     let only_report = std::env::args().any(|a| a == "--report-only");
     if !only_report {

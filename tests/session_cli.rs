@@ -32,22 +32,63 @@ fn lifecycle_exit_codes_and_json_shapes() {
     let d = d.path();
     let (rc, out, _) = gait(
         d,
-        &["run", "session", "start", "--journal", J, "--session-id", "sess_demo", "--run-id", "run_demo", "--json"],
+        &[
+            "run",
+            "session",
+            "start",
+            "--journal",
+            J,
+            "--session-id",
+            "sess_demo",
+            "--run-id",
+            "run_demo",
+            "--json",
+        ],
     );
     assert_eq!(rc, 0);
-    assert!(out.starts_with("{\"correlation_id\":"), "sorted keys: {out}");
+    assert!(
+        out.starts_with("{\"correlation_id\":"),
+        "sorted keys: {out}"
+    );
     let v = json(&out);
     assert_eq!(v["operation"], "start");
     assert_eq!(v["status"]["last_sequence"], 0);
     let (rc, out, _) = gait(
         d,
-        &["run", "session", "append", "--journal", J, "--tool", "tool.write", "--verdict", " Allow ", "--reason-codes", "b,a", "--json"],
+        &[
+            "run",
+            "session",
+            "append",
+            "--journal",
+            J,
+            "--tool",
+            "tool.write",
+            "--verdict",
+            " Allow ",
+            "--reason-codes",
+            "b,a",
+            "--json",
+        ],
     );
     assert_eq!(rc, 0, "{out}");
     let v = json(&out);
     assert_eq!(v["event"]["sequence"], 1);
     assert_eq!(v["event"]["verdict"], "allow");
-    let (rc, out, _) = gait(d, &["run", "session", "append", "--journal", J, "--tool", "t", "--verdict", "maybe", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "append",
+            "--journal",
+            J,
+            "--tool",
+            "t",
+            "--verdict",
+            "maybe",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 6);
     let v = json(&out);
     assert_eq!(
@@ -57,37 +98,113 @@ fn lifecycle_exit_codes_and_json_shapes() {
     assert_eq!(v["error_category"], "invalid_input");
     let (rc, _, err) = gait(d, &["run", "session", "append", "--journal", J]);
     assert_eq!(rc, 6);
-    assert!(err.contains("run session append error: --journal, --tool, and --verdict are required"), "{err}");
-    let (rc, out, _) = gait(d, &["run", "session", "checkpoint", "--journal", J, "--out", "gait-out/cp1.zip", "--json"]);
+    assert!(
+        err.contains("run session append error: --journal, --tool, and --verdict are required"),
+        "{err}"
+    );
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "checkpoint",
+            "--journal",
+            J,
+            "--out",
+            "gait-out/cp1.zip",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 0, "{out}");
     let v = json(&out);
     assert_eq!(v["chain_path"], "sessions/demo.journal_chain.json");
     assert_eq!(v["checkpoint"]["runpack_path"], "gait-out/cp1.zip");
-    let (rc, out, _) = gait(d, &["run", "session", "checkpoint", "--journal", J, "--out", "gait-out/cp2.zip", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "checkpoint",
+            "--journal",
+            J,
+            "--out",
+            "gait-out/cp2.zip",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 6);
-    assert_eq!(json(&out)["error"], "no new session events available for checkpoint");
+    assert_eq!(
+        json(&out)["error"],
+        "no new session events available for checkpoint"
+    );
     let (rc, out, _) = gait(d, &["run", "session", "compact", "--journal", J, "--json"]);
     assert_eq!(rc, 0);
     assert_eq!(json(&out)["compaction"]["events_after"], 0);
-    let (rc, out, _) = gait(d, &["run", "session", "append", "--journal", J, "--tool", "x", "--verdict", "block"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "append",
+            "--journal",
+            J,
+            "--tool",
+            "x",
+            "--verdict",
+            "block",
+        ],
+    );
     assert_eq!(rc, 0);
-    assert_eq!(out.trim(), "session append: sequence=2 tool=redacted verdict=block");
-    let (rc, out, _) = gait(d, &["verify", "session-chain", "sessions/demo.journal_chain.json", "--json"]);
+    assert_eq!(
+        out.trim(),
+        "session append: sequence=2 tool=redacted verdict=block"
+    );
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "verify",
+            "session-chain",
+            "sessions/demo.journal_chain.json",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 0, "{out}");
     let v = json(&out);
     assert_eq!(v["ok"], true);
     assert_eq!(v["checkpoints_checked"], 1);
-    let (rc, out, _) = gait(d, &["verify", "session-chain", "--chain", "sessions/demo.journal_chain.json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "verify",
+            "session-chain",
+            "--chain",
+            "sessions/demo.journal_chain.json",
+        ],
+    );
     assert_eq!(rc, 0);
     assert!(out.starts_with("verify session-chain: ok (sessions/demo.journal_chain.json)"));
     // Tamper with the zip: exit 2, ok:false, no error envelope.
     std::fs::write(d.join("gait-out/cp1.zip"), b"not a zip").unwrap();
-    let (rc, out, _) = gait(d, &["verify", "session-chain", "--chain", "sessions/demo.journal_chain.json", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "verify",
+            "session-chain",
+            "--chain",
+            "sessions/demo.journal_chain.json",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 2);
     let v = json(&out);
     assert_eq!(v["ok"], false);
     assert!(v.get("error_code").is_none());
-    assert!(v["checkpoint_errors"][0].as_str().unwrap().starts_with("checkpoint 1 verify error:"));
+    assert!(
+        v["checkpoint_errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("checkpoint 1 verify error:")
+    );
 }
 
 #[test]
@@ -102,7 +219,17 @@ fn usage_errors_exit_6() {
     let (rc, out, _) = gait(d, &["verify", "session-chain", "--json"]);
     assert_eq!(rc, 6);
     assert_eq!(json(&out)["error"], "expected --chain <session_chain.json>");
-    let (rc, out, _) = gait(d, &["verify", "session-chain", "c.json", "--profile", "strict", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "verify",
+            "session-chain",
+            "c.json",
+            "--profile",
+            "strict",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 6);
     assert_eq!(
         json(&out)["error"],
@@ -110,7 +237,17 @@ fn usage_errors_exit_6() {
     );
     let (rc, _, _) = gait(d, &["verify", "session-chain", "missing.json"]);
     assert_eq!(rc, 6);
-    let (rc, out, _) = gait(d, &["run", "session", "status", "--journal", "../x.jsonl", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "status",
+            "--journal",
+            "../x.jsonl",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 6);
     assert_eq!(
         json(&out)["error"],
@@ -123,7 +260,21 @@ fn lock_timeout_is_state_contention_exit_1_retryable() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
     assert_eq!(
-        gait(d, &["run", "session", "start", "--journal", J, "--session-id", "s", "--run-id", "r"]).0,
+        gait(
+            d,
+            &[
+                "run",
+                "session",
+                "start",
+                "--journal",
+                J,
+                "--session-id",
+                "s",
+                "--run-id",
+                "r"
+            ]
+        )
+        .0,
         0
     );
     // A fresh Go-style lock held by a live process (this test).
@@ -136,7 +287,21 @@ fn lock_timeout_is_state_contention_exit_1_retryable() {
         ),
     )
     .unwrap();
-    let (rc, out, _) = gait(d, &["run", "session", "append", "--journal", J, "--tool", "t", "--verdict", "allow", "--json"]);
+    let (rc, out, _) = gait(
+        d,
+        &[
+            "run",
+            "session",
+            "append",
+            "--journal",
+            J,
+            "--tool",
+            "t",
+            "--verdict",
+            "allow",
+            "--json",
+        ],
+    );
     assert_eq!(rc, 1, "{out}");
     let v = json(&out);
     assert_eq!(v["error_category"], "state_contention");
@@ -144,9 +309,17 @@ fn lock_timeout_is_state_contention_exit_1_retryable() {
     assert_eq!(v["reason_code"], "session_lock_contention");
     assert_eq!(v["contention"]["profile"], "standard");
     assert_eq!(v["contention"]["holder_pid"], std::process::id());
-    assert!(v["error"].as_str().unwrap().starts_with("session state contention: lock timeout (path="));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("session state contention: lock timeout (path=")
+    );
     // Text mode prints the Go line on stderr.
     let (rc, _, err) = gait(d, &["run", "session", "status", "--journal", J]);
     assert_eq!(rc, 1);
-    assert!(err.starts_with("run session status error: session state contention: lock timeout"), "{err}");
+    assert!(
+        err.starts_with("run session status error: session state contention: lock timeout"),
+        "{err}"
+    );
 }

@@ -9,9 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 fn compat() -> PathBuf {
-    PathBuf::from(
-        std::env::var("GAIT_COMPAT_DIR").unwrap_or_else(|_| "/work/shared/compat".into()),
-    )
+    PathBuf::from(std::env::var("GAIT_COMPAT_DIR").unwrap_or_else(|_| "/work/shared/compat".into()))
 }
 
 fn schema(name: &str) -> jsonschema::Validator {
@@ -32,20 +30,32 @@ fn fixture(name: &str) -> Value {
 #[test]
 fn compat_fixtures_are_accepted_and_rejected_by_the_validator() {
     for (s, ok, bad) in [
-        ("session_chain.schema.json", "session_chain_valid.json", "session_chain_invalid.json"),
+        (
+            "session_chain.schema.json",
+            "session_chain_valid.json",
+            "session_chain_invalid.json",
+        ),
         (
             "session_checkpoint.schema.json",
             "session_checkpoint_valid.json",
             "session_checkpoint_invalid.json",
         ),
-        ("session_journal.schema.json", "session_journal_valid.json", "session_journal_invalid.json"),
+        (
+            "session_journal.schema.json",
+            "session_journal_valid.json",
+            "session_journal_invalid.json",
+        ),
     ] {
         let v = schema(s);
         assert_valid(&v, &fixture(ok), ok);
         assert!(!v.is_valid(&fixture(bad)), "{bad} must be rejected");
     }
     let v = schema("session_journal.schema.json");
-    assert_valid(&v, &fixture("session_journal_relationship_valid.json"), "relationship");
+    assert_valid(
+        &v,
+        &fixture("session_journal_relationship_valid.json"),
+        "relationship",
+    );
 }
 
 fn opts() -> Options {
@@ -136,10 +146,8 @@ fn written_journal_checkpoints_and_chain_validate() {
     for c in &cps {
         assert_valid(&cpv, c, "checkpoint");
     }
-    let chain: Value = serde_json::from_slice(
-        &std::fs::read(SessionPaths::new(&j).chain).unwrap(),
-    )
-    .unwrap();
+    let chain: Value =
+        serde_json::from_slice(&std::fs::read(SessionPaths::new(&j).chain).unwrap()).unwrap();
     assert_valid(&schema("session_chain.schema.json"), &chain, "chain");
     assert_eq!(chain["checkpoints"].as_array().unwrap().len(), 2);
 }
@@ -155,7 +163,13 @@ fn checkpoint_runpack_entries_validate() {
     assert_eq!(names, sorted, "entries are written sorted");
     assert_eq!(
         names,
-        ["intents.jsonl", "manifest.json", "refs.json", "results.jsonl", "run.json"]
+        [
+            "intents.jsonl",
+            "manifest.json",
+            "refs.json",
+            "results.jsonl",
+            "run.json"
+        ]
     );
     let mut read = |n: &str| {
         let mut s = String::new();
@@ -174,16 +188,25 @@ fn checkpoint_runpack_entries_validate() {
     assert_valid(&schema("refs.schema.json"), &refs, "refs");
     let iv = schema("intent.schema.json");
     let intents = read("intents.jsonl");
-    let lines: Vec<Value> = intents.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = intents
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["intent_id"], "intent_1");
-    assert_eq!(lines[1]["intent_id"], "intent_2", "fallback id uses the position");
+    assert_eq!(
+        lines[1]["intent_id"], "intent_2",
+        "fallback id uses the position"
+    );
     for l in &lines {
         assert_valid(&iv, l, "intent");
     }
     let rv = schema("result.schema.json");
     let results = read("results.jsonl");
-    let lines: Vec<Value> = results.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["status"], "error", "block → error");
     assert_eq!(lines[1]["status"], "ok");
     for l in &lines {

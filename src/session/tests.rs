@@ -278,7 +278,10 @@ fn fresh_foreign_lock_times_out_with_structured_contention() {
         msg.starts_with("session state contention: lock timeout (path="),
         "{msg}"
     );
-    assert!(msg.contains("timeout=200ms retry=20ms profile=swarm"), "{msg}");
+    assert!(
+        msg.contains("timeout=200ms retry=20ms profile=swarm"),
+        "{msg}"
+    );
     assert_eq!(err.category(), crate::exit::Category::StateContention);
     assert!(err.retryable());
     assert_eq!(err.reason_code(), "session_lock_contention");
@@ -323,7 +326,12 @@ fn empty_lock_file_is_not_stale_while_fresh_but_is_after_stale_after() {
     fs::write(&paths.lock, b"").unwrap();
     let err = SessionLock::acquire(&paths, &fast_timeout_opts(100).lock).unwrap_err();
     assert!(err.contention().is_some());
-    let h = assess_lock(b"", Some(std::time::SystemTime::now()), Duration::from_secs(1), true);
+    let h = assess_lock(
+        b"",
+        Some(std::time::SystemTime::now()),
+        Duration::from_secs(1),
+        true,
+    );
     assert!(!h.stale);
     let mut cfg = fast_timeout_opts(500).lock;
     cfg.stale_after = Duration::from_millis(1);
@@ -368,7 +376,10 @@ fn release_leaves_a_lock_that_is_no_longer_ours() {
     let lock = SessionLock::acquire(&paths, &opts().lock).unwrap();
     write_go_lock(&paths.lock, 1, Utc::now());
     drop(lock);
-    assert!(paths.lock.exists(), "release must not delete a foreign lock");
+    assert!(
+        paths.lock.exists(),
+        "release must not delete a foreign lock"
+    );
 }
 
 #[test]
@@ -461,7 +472,10 @@ fn lifecycle_appends_checkpoints_and_links_the_chain() {
         "no new session events available for checkpoint"
     );
     let st = session_status(&j, &opts()).unwrap().value;
-    assert_eq!((st.event_count, st.checkpoint_count, st.last_sequence), (3, 2, 3));
+    assert_eq!(
+        (st.event_count, st.checkpoint_count, st.last_sequence),
+        (3, 2, 3)
+    );
     let chain = read_chain(&c2.chain_path).unwrap();
     assert_eq!(chain.checkpoints.len(), 2);
     assert_eq!(chain.created_at, "2026-02-11T00:00:00Z");
@@ -559,7 +573,10 @@ fn reader_errors_use_go_messages() {
             "{\"record_type\":\"nope\"}\n",
             "session journal line 1 has unsupported record_type \"nope\"",
         ),
-        ("{}\n", "session journal line 1 has unsupported record_type \"\""),
+        (
+            "{}\n",
+            "session journal line 1 has unsupported record_type \"\"",
+        ),
         (
             "{\"record_type\":\"header\"}\n",
             "session journal line 1 missing header payload",
@@ -567,27 +584,35 @@ fn reader_errors_use_go_messages() {
         ("\n\n", "session journal missing header"),
     ];
     for (text, want) in cases {
-        let e = journal::parse_journal(text.as_bytes()).unwrap_err().to_string();
+        let e = journal::parse_journal(text.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with(want), "{text:?}: {e}");
     }
     let h = r#"{"record_type":"header","header":{"session_id":"s","run_id":"r"}}"#;
     let dup = format!("{h}\n{h}\n");
     assert_eq!(
-        journal::parse_journal(dup.as_bytes()).unwrap_err().to_string(),
+        journal::parse_journal(dup.as_bytes())
+            .unwrap_err()
+            .to_string(),
         "session journal contains duplicate header"
     );
     let gap = format!(
         "{h}\n{{\"record_type\":\"event\",\"event\":{{\"session_id\":\"s\",\"run_id\":\"r\",\"sequence\":2}}}}\n"
     );
     assert_eq!(
-        journal::parse_journal(gap.as_bytes()).unwrap_err().to_string(),
+        journal::parse_journal(gap.as_bytes())
+            .unwrap_err()
+            .to_string(),
         "session event sequence mismatch line 2: got 2 want 1"
     );
     let ident = format!(
         "{h}\n{{\"record_type\":\"event\",\"event\":{{\"session_id\":\"x\",\"run_id\":\"r\",\"sequence\":1}}}}\n"
     );
     assert_eq!(
-        journal::parse_journal(ident.as_bytes()).unwrap_err().to_string(),
+        journal::parse_journal(ident.as_bytes())
+            .unwrap_err()
+            .to_string(),
         "session event identity mismatch at line 2"
     );
     // Unknown fields, nulls and blank lines are accepted.
@@ -629,7 +654,10 @@ fn stale_state_index_is_rebuilt_from_the_journal() {
     assert_eq!(e.sequence, 2);
     let st: SessionState = serde_json::from_slice(&fs::read(&sp).unwrap()).unwrap();
     assert_eq!((st.last_sequence, st.event_count), (2, 2));
-    assert_eq!(st.journal_size_bytes as u64, fs::metadata(&j).unwrap().len());
+    assert_eq!(
+        st.journal_size_bytes as u64,
+        fs::metadata(&j).unwrap().len()
+    );
 }
 
 #[test]
@@ -787,7 +815,9 @@ fn signed_checkpoint_verifies_and_strict_rejects_unsigned() {
     use base64::Engine;
     let text = base64::engine::general_purpose::STANDARD.encode(key.to_keypair_bytes());
     assert_eq!(
-        runpack::parse_private_key(&format!("{text}\n")).unwrap().verifying_key(),
+        runpack::parse_private_key(&format!("{text}\n"))
+            .unwrap()
+            .verifying_key(),
         key.verifying_key()
     );
 }
@@ -838,7 +868,11 @@ fn moved_chain_with_relative_runpack_paths_still_verifies() {
 fn chain_reader_rejects_bad_schema_and_empty_chain() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.json");
-    fs::write(&p, r#"{"schema_id":"x","session_id":"s","run_id":"r","checkpoints":[]}"#).unwrap();
+    fs::write(
+        &p,
+        r#"{"schema_id":"x","session_id":"s","run_id":"r","checkpoints":[]}"#,
+    )
+    .unwrap();
     assert_eq!(
         read_chain(&p).unwrap_err().to_string(),
         "unsupported session chain schema"
@@ -874,7 +908,12 @@ async fn writer_group_commit_gives_each_caller_a_unique_contiguous_sequence() {
         set.spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..20 {
-                seqs.push(w.append(input(&format!("t{t}.{i}"))).await.unwrap().sequence);
+                seqs.push(
+                    w.append(input(&format!("t{t}.{i}")))
+                        .await
+                        .unwrap()
+                        .sequence,
+                );
             }
             seqs
         });
@@ -927,7 +966,12 @@ async fn writer_emits_periodic_checkpoints_with_serve_names() {
     }
     assert_eq!(cps.len(), 2);
     assert_eq!(cps[0].0, 5);
-    assert!(cps[0].1.runpack_path.ends_with("runpacks/sess_w_cp_000005.zip"));
+    assert!(
+        cps[0]
+            .1
+            .runpack_path
+            .ends_with("runpacks/sess_w_cp_000005.zip")
+    );
     let v = verify_chain(&cps[1].1.chain_path, &ChainVerifyOptions::default()).unwrap();
     assert!(v.ok(), "{v:?}");
     assert_eq!(v.checkpoints_checked, 2);
