@@ -166,9 +166,7 @@ def main(argv):
         print("\n| budget | criterion id | measured ops/s | budget ops/s |\n|---|---|---|---|")
         for name, k, ops, lim in micro_rows:
             print(f"| {name} | {k} | {ops:,.0f} | >= {lim:,} |")
-    if proxy:
-        import bench_proxy  # noqa: E402
-        print("\n" + bench_proxy.table(proxy))
+    # (the proxy table was printed by bench_proxy above)
     report = {"schema_id": "gait.perf.budget_report", "schema_version": "1.0.0", "quick": quick,
               "elapsed_s": round(time.time() - t_start, 1), "checks": RESULTS["lines"],
               "micro": [dict(zip(("budget", "id", "ops_per_sec", "min_ops_per_sec"), r)) for r in micro_rows],
