@@ -43,13 +43,27 @@ rules:
       tool_names: [write_file]
 ";
 
-/// Per-tool call counters of the upstream.
-#[derive(Clone, Default, Debug)]
-pub struct Calls(pub Arc<Mutex<BTreeMap<String, usize>>>);
+/// Per-tool call counters of the upstream, and the gate of the `progress` tool: with
+/// `{"gated": true}` it waits for one permit of `release` after each progress notification.
+#[derive(Clone, Debug)]
+pub struct Calls(
+    pub Arc<Mutex<BTreeMap<String, usize>>>,
+    pub Arc<tokio::sync::Semaphore>,
+);
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls(Arc::default(), Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+}
 
 impl Calls {
     pub fn get(&self, tool: &str) -> usize {
         self.0.lock().unwrap().get(tool).copied().unwrap_or(0)
+    }
+    /// Let the gated `progress` tool take one more step.
+    pub fn release(&self) {
+        self.1.add_permits(1);
     }
     fn hit(&self, tool: &str) {
         *self.0.lock().unwrap().entry(tool.to_string()).or_default() += 1;
@@ -115,7 +129,25 @@ impl ServerHandler for Upstream {
                         ProgressNotificationParam::new(token.clone(), step as f64).with_total(5.0),
                     )
                     .await;
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                let gated = request
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("gated"))
+                    .and_then(|g| g.as_bool())
+                    .unwrap_or(false);
+                if gated {
+                    let permit =
+                        tokio::time::timeout(Duration::from_secs(10), self.calls.1.acquire())
+                            .await
+                            .map_err(|_| {
+                                ErrorData::internal_error("progress gate timed out", None)
+                            })?;
+                    if let Ok(p) = permit {
+                        p.forget();
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
             }
         }
         let msg = request
@@ -272,4 +304,70 @@ pub fn trace_files(dir: &Path) -> Vec<PathBuf> {
             .collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// Initialize an MCP session with raw HTTP; returns the session id (if the upstream minted one).
+pub async fn init_session(client: &reqwest::Client, url: &str, version: &str) -> Option<String> {
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {},
+                   "clientInfo": {"name": "gait-test", "version": "0"}}
+    });
+    let res = rpc_post(client, url, &init).send().await.unwrap();
+    assert_eq!(res.status(), 200, "initialize through gait");
+    let sid = res
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let _ = res.bytes().await.unwrap();
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let mut req = rpc_post(client, url, &note).header("mcp-protocol-version", version);
+    if let Some(s) = &sid {
+        req = req.header("mcp-session-id", s);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        202,
+        "initialized notification passes through as 202"
+    );
+    sid
+}
+
+/// A session-bound POST.
+pub fn session_post(
+    client: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    version: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    let mut req = rpc_post(client, url, body).header("mcp-protocol-version", version);
+    if let Some(s) = sid {
+        req = req.header("mcp-session-id", s);
+    }
+    req
+}
+
+/// The JSON-RPC message of a response body that is either JSON or a short SSE stream.
+pub fn rpc_body(content_type: &str, body: &[u8]) -> serde_json::Value {
+    if content_type.starts_with("text/event-stream") {
+        let text = std::str::from_utf8(body).unwrap();
+        for ev in text.split("\n\n") {
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data.join("\n"))
+                && (v.get("result").is_some() || v.get("error").is_some())
+            {
+                return v;
+            }
+        }
+        panic!("no JSON-RPC response in SSE body: {text}");
+    }
+    serde_json::from_slice(body).unwrap()
 }
