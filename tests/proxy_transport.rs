@@ -186,6 +186,12 @@ async fn token_auth_binds_identity_and_health_is_public() {
     let (up, calls, up_stop) = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = base_config(dir.path(), &up);
+    // alice's calls are blocked by identity; bob's are not
+    let policy = POLICY.replace(
+        "rules:\n",
+        "rules:\n  - name: block-alice\n    priority: 5\n    effect: block\n    match:\n      identities: [alice]\n",
+    );
+    std::fs::write(cfg.policy.as_ref().unwrap(), policy).unwrap();
     cfg.auth_mode = AuthMode::Token;
     cfg.auth_token_env = Some("GAIT_TEST_TOKENS".into());
     let gait = start_gait(dir, cfg, &[("GAIT_TEST_TOKENS", "alice=tok-a,bob=tok-b")]).await;
@@ -251,6 +257,21 @@ async fn token_auth_binds_identity_and_health_is_public() {
     let (status, _, body) = body_of(req.send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(body["result"]["content"][0]["text"], "echo:x");
+    assert_eq!(calls.get("echo"), 1);
+    // the same call with alice's token is blocked by the identity rule
+    let mut req = rpc_post(&http, &url, &call(4, "echo", json!({"message":"x"})))
+        .bearer_auth("tok-a")
+        .header("mcp-protocol-version", V);
+    if let Some(s) = &sid {
+        req = req.header("mcp-session-id", s);
+    }
+    let (status, _, body) = body_of(req.send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["data"]["verdict"], "block");
+    assert_eq!(
+        body["error"]["data"]["reason_codes"],
+        json!(["matched_rule_block_alice"])
+    );
     assert_eq!(calls.get("echo"), 1);
     gait.shutdown().await;
     up_stop.cancel();
