@@ -79,7 +79,7 @@ fn bad_values_are_rejected() {
         ("mcp_serve:\n  auth_mode: bearer\n", "bearer"),
         ("gate:\n  profile: prod\n", "prod"),
         ("gate:\n  profile: standard\n  profile: oss-prod\n", "profile"),
-        ("mcp_serve:\n  max_request_bytes: -5\n", "max_request_bytes"),
+        ("mcp_serve:\n  max_request_bytes: -5\n", "line 2"),
     ] {
         let p = write(dir.path(), text);
         let err = load(&ConfigLocation::Explicit(p), &MapEnv::new(), &[]).unwrap_err();

@@ -9,3 +9,7 @@ pub mod config;
 pub mod duration;
 pub mod env;
 pub mod doctor;
+pub mod logging;
+pub mod ratelimit;
+pub mod retention;
+pub mod telemetry;
