@@ -93,13 +93,19 @@ fn doctor_production_names_each_violation_and_exits_2() {
     ] {
         assert!(all.contains(needle), "{needle}");
     }
-    assert!(v.get("error_code").is_none(), "doctor failures carry no error envelope");
+    assert!(
+        v.get("error_code").is_none(),
+        "doctor failures carry no error envelope"
+    );
 }
 
 #[test]
 fn doctor_in_empty_dir_default_mode_exits_0_production_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = gait(dir.path()).args(["doctor", "--json"]).output().unwrap();
+    let out = gait(dir.path())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v = json(&out);
     assert_eq!(v["onboarding_mode"], "installed_binary");
@@ -110,8 +116,14 @@ fn doctor_in_empty_dir_default_mode_exits_0_production_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("- production_readiness_config: fail (missing .gait/config.yaml)"), "{text}");
-    let out = gait(dir.path()).args(["doctor", "--bogus", "--json"]).output().unwrap();
+    assert!(
+        text.contains("- production_readiness_config: fail (missing .gait/config.yaml)"),
+        "{text}"
+    );
+    let out = gait(dir.path())
+        .args(["doctor", "--bogus", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(json(&out)["error_code"], "invalid_input");
 }
@@ -126,12 +138,23 @@ fn config_show_reports_sources_and_rejects_unknown_keys() {
     )
     .unwrap();
     let out = gait(dir.path())
-        .args(["config", "show", "--json", "--set", "mcp_serve.max_request_bytes=2048"])
+        .args([
+            "config",
+            "show",
+            "--json",
+            "--set",
+            "mcp_serve.max_request_bytes=2048",
+        ])
         .env("GAIT_RETENTION_TRACE_TTL", "24h")
         .env("MY_TOKEN", "super-secret-value")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert_eq!(v["sources"]["gate.profile"], "file");
     assert_eq!(v["sources"]["retention.trace_ttl"], "env");
@@ -140,10 +163,20 @@ fn config_show_reports_sources_and_rejects_unknown_keys() {
     assert_eq!(v["config"]["retention"]["trace_ttl"], "24h0m0s");
     assert_eq!(v["env_refs"]["mcp_serve.auth_token_env"]["status"], "set");
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(!s.contains("super-secret-value") && !s.contains("hunter2"), "{s}");
+    assert!(
+        !s.contains("super-secret-value") && !s.contains("hunter2"),
+        "{s}"
+    );
 
-    std::fs::write(dir.path().join(".gait/config.yaml"), "gate:\n  profle: oss-prod\n").unwrap();
-    let out = gait(dir.path()).args(["config", "show", "--json"]).output().unwrap();
+    std::fs::write(
+        dir.path().join(".gait/config.yaml"),
+        "gate:\n  profle: oss-prod\n",
+    )
+    .unwrap();
+    let out = gait(dir.path())
+        .args(["config", "show", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(6));
     let v = json(&out);
     let err = v["error"].as_str().unwrap();

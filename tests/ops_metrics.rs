@@ -22,7 +22,12 @@ async fn prometheus_scrapes_the_admin_listener() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let h = admin::serve(listener, Arc::clone(&t), Some("adm1n".into()), cancel.clone());
+    let h = admin::serve(
+        listener,
+        Arc::clone(&t),
+        Some("adm1n".into()),
+        cancel.clone(),
+    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_prometheus.sh");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("bash")

@@ -87,10 +87,12 @@ impl RateLimited {
 type Keyed<C> =
     Gcra<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+type SpecMap<C> = HashMap<(u32, Window), Arc<Keyed<C>>>;
+
 /// All limiters of one server.
 pub struct RateLimiter<C: Clock + Clone = DefaultClock> {
     clock: C,
-    per_spec: Mutex<HashMap<(u32, Window), Arc<Keyed<C>>>>,
+    per_spec: Mutex<SpecMap<C>>,
     token: Option<(RateSpec, Keyed<C>)>,
 }
 
@@ -162,7 +164,11 @@ impl<C: Clock + Clone> RateLimiter<C> {
             )
         };
         // Scope is part of the key, so specs sharing a quota do not share counters.
-        let key = format!("{}|{}", spec.scope.as_str(), Self::key(identity, tool, spec.scope));
+        let key = format!(
+            "{}|{}",
+            spec.scope.as_str(),
+            Self::key(identity, tool, spec.scope)
+        );
         limiter
             .check_key(&key)
             .map_err(|nu| self.refuse(nu, spec.scope))
@@ -230,7 +236,10 @@ mod tests {
         let rl = RateLimiter::with_clock(None, clock.clone());
         let by_id = spec(1, Window::Hour, Scope::Identity);
         assert!(rl.check("alice", "a", &by_id).is_ok());
-        assert!(rl.check("alice", "b", &by_id).is_err(), "identity scope spans tools");
+        assert!(
+            rl.check("alice", "b", &by_id).is_err(),
+            "identity scope spans tools"
+        );
         let by_tool = spec(1, Window::Hour, Scope::Tool);
         assert!(rl.check("alice", "a", &by_tool).is_ok());
         let e = rl.check("bob", "a", &by_tool).unwrap_err();

@@ -51,7 +51,9 @@ impl Class {
         }
         match self {
             Class::Trace => n.ends_with(".json") && n.contains("trace"),
-            Class::Runpack => n.ends_with(".zip") && (n.starts_with("runpack_") || n.contains("_cp_")),
+            Class::Runpack => {
+                n.ends_with(".zip") && (n.starts_with("runpack_") || n.contains("_cp_"))
+            }
             Class::Pack => n.ends_with(".zip") && n.starts_with("pack_"),
             Class::Session => {
                 n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".state")
@@ -207,7 +209,10 @@ impl RetentionReport {
     }
 
     pub fn summary(&self, class: Class) -> Option<&ClassSummary> {
-        self.classes.iter().find(|(c, _)| *c == class).map(|(_, s)| s)
+        self.classes
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, s)| s)
     }
 
     /// Go-style warnings: `retention_<class>_removed_age=A removed_count=C` or `…_error=…`.
@@ -391,9 +396,7 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
                 .as_deref()
                 .map(chain_references)
                 .unwrap_or_default(),
-            Class::Session => {
-                live_session_files(&cp.dir, now, policy.lock_stale_after)
-            }
+            Class::Session => live_session_files(&cp.dir, now, policy.lock_stale_after),
             _ => HashSet::new(),
         };
         let protect_reason = match cp.class {
@@ -407,7 +410,9 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
                 continue;
             }
             Err(e) => {
-                summary.errors.push(format!("read {}: {e}", cp.dir.display()));
+                summary
+                    .errors
+                    .push(format!("read {}: {e}", cp.dir.display()));
                 report.classes.push((cp.class, summary));
                 continue;
             }
@@ -440,7 +445,11 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
             let mut entry = Entry {
                 path: c.path.display().to_string(),
                 class: cp.class,
-                kind: if cp.class == Class::Trace { "trace" } else { "pack" },
+                kind: if cp.class == Class::Trace {
+                    "trace"
+                } else {
+                    "pack"
+                },
                 modified_at: rfc3339(c.mtime),
                 age_seconds: age.as_secs(),
                 action: "kept",
@@ -460,7 +469,9 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
                 && let Err(e) = std::fs::remove_file(&c.path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                summary.errors.push(format!("remove {}: {e}", c.path.display()));
+                summary
+                    .errors
+                    .push(format!("remove {}: {e}", c.path.display()));
                 report.kept.push(entry);
                 break;
             }
@@ -473,7 +484,10 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
             report.deleted.push(entry);
         }
         if let Some(t) = &policy.telemetry {
-            t.retention_removed(cp.class.as_str(), summary.removed_age + summary.removed_count);
+            t.retention_removed(
+                cp.class.as_str(),
+                summary.removed_age + summary.removed_count,
+            );
         }
         report.classes.push((cp.class, summary));
     }
@@ -489,7 +503,10 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
 
 /// Write the guard report atomically with mode 0600.
 pub fn write_report(path: &Path, report: &RetentionReport) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     let bytes = crate::canon::to_vec(&report.guard_report());

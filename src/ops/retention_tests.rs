@@ -59,7 +59,10 @@ fn age_and_count_pruning() {
         ..Default::default()
     };
     let r = sweep(&p, now);
-    assert_eq!(names(dir.path()), ["notes.txt", "trace_a.json", "trace_b.json"]);
+    assert_eq!(
+        names(dir.path()),
+        ["notes.txt", "trace_a.json", "trace_b.json"]
+    );
     let s = r.summary(Class::Trace).unwrap();
     assert_eq!((s.scanned, s.removed_age, s.removed_count), (4, 1, 1));
     assert_eq!(
@@ -128,22 +131,40 @@ fn checkpoint_referenced_by_a_chain_is_never_deleted() {
         ..Default::default()
     };
     let r = sweep(&p, now);
-    assert_eq!(names(runpacks.path()), ["sess_cp_000001.zip", "sess_cp_000002.zip"]);
+    assert_eq!(
+        names(runpacks.path()),
+        ["sess_cp_000001.zip", "sess_cp_000002.zip"]
+    );
     assert_eq!(r.summary(Class::Runpack).unwrap().protected, 2);
-    assert!(r.kept.iter().filter(|e| e.protected == Some("chain_reference")).count() == 2);
+    assert!(
+        r.kept
+            .iter()
+            .filter(|e| e.protected == Some("chain_reference"))
+            .count()
+            == 2
+    );
 }
 
 #[test]
 fn journal_with_live_writer_is_never_deleted() {
     let now = SystemTime::now();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["live.journal.jsonl", "live.journal.jsonl.state.json", "live.journal_chain.json", "dead.journal.jsonl", "stale.journal.jsonl"] {
+    for name in [
+        "live.journal.jsonl",
+        "live.journal.jsonl.state.json",
+        "live.journal_chain.json",
+        "dead.journal.jsonl",
+        "stale.journal.jsonl",
+    ] {
         touch(dir.path(), name, 10 * H, now);
     }
     // live: our own pid
     std::fs::write(
         dir.path().join("live.journal.jsonl.lock"),
-        format!(r#"{{"created_at":"2001-01-01T00:00:00Z","pid":{}}}"#, std::process::id()),
+        format!(
+            r#"{{"created_at":"2001-01-01T00:00:00Z","pid":{}}}"#,
+            std::process::id()
+        ),
     )
     .unwrap();
     // stale: old created_at, pid that cannot exist
@@ -177,14 +198,35 @@ fn lock_liveness_rules() {
     let now = SystemTime::now();
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("j.lock");
-    assert!(!lock_is_live(&l, now, Duration::from_secs(300)), "absent lock");
+    assert!(
+        !lock_is_live(&l, now, Duration::from_secs(300)),
+        "absent lock"
+    );
     let fresh = chrono::Utc::now().to_rfc3339();
-    std::fs::write(&l, format!(r#"{{"created_at":"{fresh}","pid":2147483000}}"#)).unwrap();
-    assert!(lock_is_live(&l, now, Duration::from_secs(300)), "fresh created_at");
+    std::fs::write(
+        &l,
+        format!(r#"{{"created_at":"{fresh}","pid":2147483000}}"#),
+    )
+    .unwrap();
+    assert!(
+        lock_is_live(&l, now, Duration::from_secs(300)),
+        "fresh created_at"
+    );
     std::fs::write(&l, "").unwrap();
-    assert!(lock_is_live(&l, now, Duration::from_secs(300)), "empty but fresh mtime");
-    File::options().write(true).open(&l).unwrap().set_modified(now - Duration::from_secs(600)).unwrap();
-    assert!(!lock_is_live(&l, now, Duration::from_secs(300)), "empty and old");
+    assert!(
+        lock_is_live(&l, now, Duration::from_secs(300)),
+        "empty but fresh mtime"
+    );
+    File::options()
+        .write(true)
+        .open(&l)
+        .unwrap()
+        .set_modified(now - Duration::from_secs(600))
+        .unwrap();
+    assert!(
+        !lock_is_live(&l, now, Duration::from_secs(300)),
+        "empty and old"
+    );
 }
 
 #[test]
@@ -236,14 +278,28 @@ fn report_validates_against_guard_schema_and_is_written() {
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     assert!(v.is_valid(&written));
-    assert_eq!(written["deleted_files"].as_array().unwrap().len(), 3, "sessions are not in the guard doc");
+    assert_eq!(
+        written["deleted_files"].as_array().unwrap().len(),
+        3,
+        "sessions are not in the guard doc"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&report_path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&report_path)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
     let text = tel.render();
-    assert!(text.contains(r#"gait_retention_removed_files_total{class="session"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"gait_retention_removed_files_total{class="session"} 1"#),
+        "{text}"
+    );
     assert!(text.contains(r#"gait_retention_removed_files_total{class="trace"} 1"#));
 }
 
@@ -263,7 +319,11 @@ fn unreadable_class_dir_reports_error_and_others_continue() {
     };
     let r = sweep(&p, now);
     assert_eq!(r.summary(Class::Pack).unwrap().errors.len(), 1);
-    assert!(r.warnings().iter().any(|w| w.starts_with("retention_pack_error=")));
+    assert!(
+        r.warnings()
+            .iter()
+            .any(|w| w.starts_with("retention_pack_error="))
+    );
     assert_eq!(r.summary(Class::Trace).unwrap().removed_age, 1);
 }
 

@@ -35,7 +35,11 @@ pub fn handle<B>(
         return text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n");
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        );
         r.headers_mut()
             .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return r;

@@ -14,7 +14,9 @@ pub mod admin;
 pub mod events;
 
 use metrics::{Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -53,21 +55,96 @@ pub const TELEMETRY_DROPPED: &str = "gait_telemetry_events_dropped_total";
 
 /// The one declaration of every gait metric.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: HTTP_REQUESTS, kind: Kind::Counter, help: "HTTP requests served, by endpoint and status class.", labels: &["endpoint", "status"] },
-    MetricDef { name: HTTP_REQUEST_DURATION, kind: Kind::Histogram, help: "HTTP request latency in seconds, by endpoint.", labels: &["endpoint"] },
-    MetricDef { name: GATE_DECISIONS, kind: Kind::Counter, help: "Gate decisions, by verdict and first reason code.", labels: &["verdict", "reason"] },
-    MetricDef { name: TOOL_CALLS, kind: Kind::Counter, help: "MCP tools/call requests, by tool (policy tools, else _other) and verdict.", labels: &["tool", "verdict"] },
-    MetricDef { name: UPSTREAM_DURATION, kind: Kind::Histogram, help: "Upstream MCP server response-head latency in seconds.", labels: &["upstream"] },
-    MetricDef { name: BODY_LIMIT_REJECTIONS, kind: Kind::Counter, help: "Requests rejected for exceeding max_request_bytes.", labels: &[] },
-    MetricDef { name: AUTH_REJECTIONS, kind: Kind::Counter, help: "Requests rejected by bearer authentication, by reason.", labels: &["reason"] },
-    MetricDef { name: RATE_LIMITED, kind: Kind::Counter, help: "Calls refused by a rate limit, by scope.", labels: &["scope"] },
-    MetricDef { name: MCP_SESSIONS_ACTIVE, kind: Kind::Gauge, help: "MCP sessions currently open through the proxy.", labels: &[] },
-    MetricDef { name: SSE_STREAMS_ACTIVE, kind: Kind::Gauge, help: "SSE streams currently relayed.", labels: &[] },
-    MetricDef { name: WRITER_QUEUE_DEPTH, kind: Kind::Gauge, help: "Records waiting in a background writer queue.", labels: &["writer"] },
-    MetricDef { name: JOURNAL_FSYNC_DURATION, kind: Kind::Histogram, help: "Session journal fsync latency in seconds.", labels: &[] },
-    MetricDef { name: RETENTION_REMOVED, kind: Kind::Counter, help: "Files removed by retention sweeps, by class.", labels: &["class"] },
-    MetricDef { name: POLICY_RELOADS, kind: Kind::Counter, help: "Policy reload attempts, by result.", labels: &["result"] },
-    MetricDef { name: TELEMETRY_DROPPED, kind: Kind::Counter, help: "Telemetry events dropped because the queue was full or the writer gone.", labels: &["stream"] },
+    MetricDef {
+        name: HTTP_REQUESTS,
+        kind: Kind::Counter,
+        help: "HTTP requests served, by endpoint and status class.",
+        labels: &["endpoint", "status"],
+    },
+    MetricDef {
+        name: HTTP_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        help: "HTTP request latency in seconds, by endpoint.",
+        labels: &["endpoint"],
+    },
+    MetricDef {
+        name: GATE_DECISIONS,
+        kind: Kind::Counter,
+        help: "Gate decisions, by verdict and first reason code.",
+        labels: &["verdict", "reason"],
+    },
+    MetricDef {
+        name: TOOL_CALLS,
+        kind: Kind::Counter,
+        help: "MCP tools/call requests, by tool (policy tools, else _other) and verdict.",
+        labels: &["tool", "verdict"],
+    },
+    MetricDef {
+        name: UPSTREAM_DURATION,
+        kind: Kind::Histogram,
+        help: "Upstream MCP server response-head latency in seconds.",
+        labels: &["upstream"],
+    },
+    MetricDef {
+        name: BODY_LIMIT_REJECTIONS,
+        kind: Kind::Counter,
+        help: "Requests rejected for exceeding max_request_bytes.",
+        labels: &[],
+    },
+    MetricDef {
+        name: AUTH_REJECTIONS,
+        kind: Kind::Counter,
+        help: "Requests rejected by bearer authentication, by reason.",
+        labels: &["reason"],
+    },
+    MetricDef {
+        name: RATE_LIMITED,
+        kind: Kind::Counter,
+        help: "Calls refused by a rate limit, by scope.",
+        labels: &["scope"],
+    },
+    MetricDef {
+        name: MCP_SESSIONS_ACTIVE,
+        kind: Kind::Gauge,
+        help: "MCP sessions currently open through the proxy.",
+        labels: &[],
+    },
+    MetricDef {
+        name: SSE_STREAMS_ACTIVE,
+        kind: Kind::Gauge,
+        help: "SSE streams currently relayed.",
+        labels: &[],
+    },
+    MetricDef {
+        name: WRITER_QUEUE_DEPTH,
+        kind: Kind::Gauge,
+        help: "Records waiting in a background writer queue.",
+        labels: &["writer"],
+    },
+    MetricDef {
+        name: JOURNAL_FSYNC_DURATION,
+        kind: Kind::Histogram,
+        help: "Session journal fsync latency in seconds.",
+        labels: &[],
+    },
+    MetricDef {
+        name: RETENTION_REMOVED,
+        kind: Kind::Counter,
+        help: "Files removed by retention sweeps, by class.",
+        labels: &["class"],
+    },
+    MetricDef {
+        name: POLICY_RELOADS,
+        kind: Kind::Counter,
+        help: "Policy reload attempts, by result.",
+        labels: &["result"],
+    },
+    MetricDef {
+        name: TELEMETRY_DROPPED,
+        kind: Kind::Counter,
+        help: "Telemetry events dropped because the queue was full or the writer gone.",
+        labels: &["stream"],
+    },
 ];
 
 /// Latency buckets (seconds) for request and upstream histograms.
@@ -239,7 +316,8 @@ impl Telemetry {
             _ => "5xx",
         };
         self.with(|| {
-            metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "status" => class).increment(1);
+            metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "status" => class)
+                .increment(1);
             metrics::histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint)
                 .record(elapsed.as_secs_f64());
         });
@@ -248,7 +326,10 @@ impl Telemetry {
     /// One gate decision; `reason` is bounded to the policy's reason codes.
     pub fn decision(&self, verdict: crate::Verdict, reason: Option<&str>) {
         let reasons = self.reasons.load();
-        let reason = reason.map(|r| reasons.label(r)).unwrap_or("none").to_string();
+        let reason = reason
+            .map(|r| reasons.label(r))
+            .unwrap_or("none")
+            .to_string();
         self.with(|| {
             metrics::counter!(GATE_DECISIONS, "verdict" => verdict.as_str(), "reason" => reason)
                 .increment(1);

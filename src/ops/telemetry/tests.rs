@@ -4,8 +4,14 @@ use crate::Verdict;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+type Parsed = (
+    HashMap<String, String>,
+    HashMap<String, String>,
+    Vec<(String, String)>,
+);
+
 /// Parse the text exposition into (HELP, TYPE, samples) and check its line grammar.
-fn parse(text: &str) -> (HashMap<String, String>, HashMap<String, String>, Vec<(String, String)>) {
+fn parse(text: &str) -> Parsed {
     let mut help = HashMap::new();
     let mut types = HashMap::new();
     let mut samples = Vec::new();
@@ -15,16 +21,22 @@ fn parse(text: &str) -> (HashMap<String, String>, HashMap<String, String>, Vec<(
             help.insert(n.to_string(), h.to_string());
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (n, t) = rest.split_once(' ').unwrap();
-            assert!(["counter", "gauge", "histogram", "summary"].contains(&t), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary"].contains(&t),
+                "{line}"
+            );
             types.insert(n.to_string(), t.to_string());
         } else {
             assert!(!line.starts_with('#'), "unexpected comment {line}");
             let (series, value) = line.rsplit_once(' ').unwrap();
-            value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}"));
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
             let name_end = series.find('{').unwrap_or(series.len());
             let name = &series[..name_end];
             assert!(
-                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
                 "{line}"
             );
             samples.push((series.to_string(), value.to_string()));
@@ -65,7 +77,11 @@ fn metrics_render_as_valid_exposition_with_bounded_labels() {
             Kind::Histogram => assert!(m.name.ends_with("_seconds"), "{}", m.name),
             Kind::Gauge => {}
         }
-        assert!(types.contains_key(m.name), "TYPE missing for {}\n{text}", m.name);
+        assert!(
+            types.contains_key(m.name),
+            "TYPE missing for {}\n{text}",
+            m.name
+        );
         assert!(help.contains_key(m.name), "HELP missing for {}", m.name);
     }
     assert_eq!(types[GATE_DECISIONS], "counter");
@@ -82,9 +98,15 @@ fn metrics_render_as_valid_exposition_with_bounded_labels() {
     assert!(samples.iter().any(|(s, v)| s
         == r#"gait_mcp_tool_calls_total{tool="_other",verdict="block"}"#
         && v == "50"));
-    assert!(samples.iter().any(|(s, _)| s.starts_with("gait_upstream_request_duration_seconds_bucket{upstream=\"default\",le=\"0.025\"}")));
+    assert!(samples.iter().any(|(s, _)| s.starts_with(
+        "gait_upstream_request_duration_seconds_bucket{upstream=\"default\",le=\"0.025\"}"
+    )));
     assert!(samples.iter().any(|(s, _)| s.starts_with("gait_journal_fsync_duration_seconds_bucket{le=\"0.001\"}")));
-    assert!(samples.iter().any(|(s, v)| s == r#"gait_retention_removed_files_total{class="trace"}"# && v == "2"));
+    assert!(
+        samples
+            .iter()
+            .any(|(s, v)| s == r#"gait_retention_removed_files_total{class="trace"}"# && v == "2")
+    );
 }
 
 #[test]
@@ -108,7 +130,10 @@ fn admin_handler_serves_metrics_and_checks_token() {
     let r = admin::handle(&req("/metrics", None), &t, None);
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], admin::CONTENT_TYPE);
-    assert_eq!(admin::handle(&req("/metrics", None), &t, Some("tok")).status(), 401);
+    assert_eq!(
+        admin::handle(&req("/metrics", None), &t, Some("tok")).status(),
+        401
+    );
     assert_eq!(
         admin::handle(&req("/metrics", Some("Bearer nope")), &t, Some("tok")).status(),
         401
@@ -118,7 +143,10 @@ fn admin_handler_serves_metrics_and_checks_token() {
         200
     );
     assert_eq!(admin::handle(&req("/other", None), &t, None).status(), 404);
-    assert!(t.render().contains(r#"gait_http_auth_rejections_total{reason="invalid"} 1"#));
+    assert!(
+        t.render()
+            .contains(r#"gait_http_auth_rejections_total{reason="invalid"} 1"#)
+    );
 }
 
 #[tokio::test]
@@ -135,7 +163,10 @@ async fn admin_listener_serves_over_loopback() {
         .text()
         .await
         .unwrap();
-    assert!(body.contains(r#"gait_policy_reloads_total{result="ok"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"gait_policy_reloads_total{result="ok"} 1"#),
+        "{body}"
+    );
     cancel.cancel();
     h.await.unwrap();
 }
@@ -148,7 +179,10 @@ fn full_queue_drops_and_counts_without_waiting() {
     let results: Vec<bool> = (0..5).map(|_| sink.try_record(&ev)).collect();
     assert_eq!(results, [true, true, false, false, false]);
     assert_eq!(sink.dropped(), 3);
-    assert!(t.render().contains(r#"gait_telemetry_events_dropped_total{stream="operational"} 3"#));
+    assert!(
+        t.render()
+            .contains(r#"gait_telemetry_events_dropped_total{stream="operational"} 3"#)
+    );
     // a closed writer also drops instead of failing
     drop(_rx);
     assert!(!sink.try_record(&AdoptionEvent::new("version", None, 0, 1)));
@@ -161,7 +195,8 @@ fn full_queue_drops_and_counts_without_waiting() {
 
 fn validator(name: &str) -> jsonschema::Validator {
     let p = format!("/work/shared/compat/schemas/scout/{name}");
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
 
@@ -180,7 +215,12 @@ async fn writer_appends_valid_events_and_rotates() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let (sink, h) = events::spawn_writer(cfg, None, cancel.clone());
     for i in 0..10u8 {
-        assert!(sink.try_record(&OperationalEvent::new("cid", "mcp serve", Some((i % 7, None)), 5)));
+        assert!(sink.try_record(&OperationalEvent::new(
+            "cid",
+            "mcp serve",
+            Some((i % 7, None)),
+            5
+        )));
     }
     assert!(sink.try_record(&AdoptionEvent::new("version", Some("wf".into()), 0, 3)));
     cancel.cancel();
@@ -188,8 +228,14 @@ async fn writer_appends_valid_events_and_rotates() {
     let op_v = validator("operational_event.schema.json");
     let ad_v = validator("adoption_event.schema.json");
     let mut lines = 0;
-    for p in [ops.clone(), PathBuf::from(format!("{}.1", ops.display())), PathBuf::from(format!("{}.2", ops.display()))] {
-        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+    for p in [
+        ops.clone(),
+        PathBuf::from(format!("{}.1", ops.display())),
+        PathBuf::from(format!("{}.2", ops.display())),
+    ] {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
         assert!(text.len() as u64 <= 1200, "{} over cap", p.display());
         for l in text.lines() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -197,8 +243,13 @@ async fn writer_appends_valid_events_and_rotates() {
             lines += 1;
         }
     }
-    assert!(sink.stats().rotations.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    assert!(lines >= 1 && lines <= 10);
+    assert!(
+        sink.stats()
+            .rotations
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert!((1..=10).contains(&lines));
     assert!(!PathBuf::from(format!("{}.3", ops.display())).exists());
     let a = std::fs::read_to_string(&adopt).unwrap();
     let v: serde_json::Value = serde_json::from_str(a.lines().next().unwrap()).unwrap();
@@ -225,8 +276,18 @@ async fn unwritable_path_counts_failures_and_never_fails_the_caller() {
     }
     cancel.cancel();
     h.await.unwrap();
-    assert_eq!(sink.stats().write_failures.load(std::sync::atomic::Ordering::Relaxed), 3);
-    assert_eq!(sink.stats().written.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        sink.stats()
+            .write_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    assert_eq!(
+        sink.stats()
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 use std::path::PathBuf;
