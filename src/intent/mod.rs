@@ -6,10 +6,18 @@
 //! RFC 8785 JCS of exactly the JSON Go would marshal for the same normalised struct, and
 //! normalisation never panics on any input.
 
+pub mod adapters;
+pub mod digest;
 pub mod error;
+pub mod normalize;
 pub mod types;
 
+pub use adapters::{Adapter, ToolCall, decode_call, intent_from_call};
+pub use digest::{
+    args_digest_of, default_run_id, intent_digest, intent_preimage, normalize_run_id, script_hash,
+};
 pub use error::IntentError;
+pub use normalize::{NormalizedIntent, normalize, strip_unverified_context_claims};
 pub use types::{
     AgentIdentity, ArgProvenance, Delegation, DelegationLink, GoTime, IntentContext, IntentRequest,
     JsonMap, Sandbox, Script, ScriptStep, SkillProvenance, Target,
