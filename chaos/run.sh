@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib/build.sh
 build_release_bins || exit 1
 export CHAOS_BUILT=1
+if [ "${CHAOS_QUICK:-0}" != "0" ]; then
+    export CHAOS_KILLS=${CHAOS_KILLS:-4}  # chaos/sessions quick form
+fi
 
 passed=0
 failed=0

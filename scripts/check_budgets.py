@@ -53,7 +53,10 @@ def run_criterion(quick):
                "--measurement-time", meas, "--noplot"]
         print(f"# {' '.join(cmd)}", flush=True)
         t0 = time.monotonic()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+        env = dict(os.environ)
+        if quick:
+            env.setdefault("SESSION_BENCH_SCALE", "0.1")  # benches/session.rs sizes
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600, env=env)
         print(f"# bench {name}: exit {r.returncode} in {time.monotonic() - t0:.0f}s", flush=True)
         if r.returncode != 0:
             check(f"criterion_bench_{name}_runs", False, (r.stdout + r.stderr)[-400:])
