@@ -477,28 +477,29 @@ pub fn load(
         .collect();
     let (mut config, path) = match location {
         ConfigLocation::None => (ProjectConfig::default(), None),
-        ConfigLocation::Explicit(p) | ConfigLocation::Default(p) => match std::fs::read_to_string(p)
-        {
-            Ok(text) => {
-                let (cfg, keys) = ProjectConfig::from_yaml(&text, p)?;
-                for k in keys {
-                    sources.insert(k, Source::File);
+        ConfigLocation::Explicit(p) | ConfigLocation::Default(p) => {
+            match std::fs::read_to_string(p) {
+                Ok(text) => {
+                    let (cfg, keys) = ProjectConfig::from_yaml(&text, p)?;
+                    for k in keys {
+                        sources.insert(k, Source::File);
+                    }
+                    (cfg, Some(p.clone()))
                 }
-                (cfg, Some(p.clone()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if matches!(location, ConfigLocation::Explicit(_)) {
-                    return Err(ConfigError::Missing(p.clone()));
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if matches!(location, ConfigLocation::Explicit(_)) {
+                        return Err(ConfigError::Missing(p.clone()));
+                    }
+                    (ProjectConfig::default(), None)
                 }
-                (ProjectConfig::default(), None)
+                Err(e) => {
+                    return Err(ConfigError::Read {
+                        path: p.clone(),
+                        source: e,
+                    });
+                }
             }
-            Err(e) => {
-                return Err(ConfigError::Read {
-                    path: p.clone(),
-                    source: e,
-                });
-            }
-        },
+        }
     };
     // env layer
     let defaults: BTreeMap<String, Value> = ProjectConfig::default().leaves().into_iter().collect();
@@ -634,7 +635,11 @@ fn flatten_keys(v: &Value, prefix: &str, out: &mut Vec<String>) {
 
 /// The first line of a parser message (`line L column C: …`), without the source snippet.
 fn one_line(s: &str) -> String {
-    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(s);
+    let first = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(s);
     let first = first.split(" --> ").next().unwrap_or(first);
     first.trim_start_matches("error: ").to_string()
 }
@@ -657,7 +662,10 @@ pub fn env_ref_keys(cfg: &ProjectConfig) -> Vec<(&'static str, String)> {
             "gate.approval_private_key_env",
             cfg.gate.approval_private_key_env.clone(),
         ),
-        ("mcp_serve.auth_token_env", cfg.mcp_serve.auth_token_env.clone()),
+        (
+            "mcp_serve.auth_token_env",
+            cfg.mcp_serve.auth_token_env.clone(),
+        ),
         (
             "metrics.auth_token_env",
             cfg.metrics.auth_token_env.clone().unwrap_or_default(),
@@ -843,7 +851,10 @@ pub fn mark_serve_flags(args: &crate::cli::mcp_serve::McpServeArgs, sources: &mu
         ("mcp_serve.listen", args.listen.is_some()),
         ("mcp_serve.auth_mode", args.auth_mode.is_some()),
         ("mcp_serve.auth_token_env", args.auth_token_env.is_some()),
-        ("mcp_serve.max_request_bytes", args.max_request_bytes.is_some()),
+        (
+            "mcp_serve.max_request_bytes",
+            args.max_request_bytes.is_some(),
+        ),
         (
             "mcp_serve.http_verdict_status",
             args.http_verdict_status.is_some(),

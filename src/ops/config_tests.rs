@@ -13,7 +13,9 @@ fn defaults_are_the_development_posture() {
     assert_eq!(c.gate.profile, Profile::Standard);
     assert_eq!(c.gate.key_mode, KeyMode::Dev);
     assert_eq!(c.mcp_serve.auth_mode, AuthMode::Off);
-    assert!(is_loopback_host(&split_host_port(&c.mcp_serve.listen).unwrap().0));
+    assert!(is_loopback_host(
+        &split_host_port(&c.mcp_serve.listen).unwrap().0
+    ));
     assert!(!c.retention.any_caps());
     assert!(!c.metrics.enabled);
 }
@@ -30,7 +32,10 @@ fn precedence_flag_over_env_over_file_over_default() {
         ("GAIT_MCP_SERVE_MAX_REQUEST_BYTES", "4096"),
         ("GAIT_RETENTION_TRACE_MAX_COUNT", "50"),
     ]);
-    let flags = vec![("mcp_serve.max_request_bytes".to_string(), "8192".to_string())];
+    let flags = vec![(
+        "mcp_serve.max_request_bytes".to_string(),
+        "8192".to_string(),
+    )];
     let l = load(&ConfigLocation::Explicit(p.clone()), &env, &flags).unwrap();
     assert_eq!(l.path.as_deref(), Some(p.as_path()));
     assert_eq!(l.config.gate.profile, Profile::OssProd);
@@ -41,7 +46,10 @@ fn precedence_flag_over_env_over_file_over_default() {
     assert_eq!(l.sources["mcp_serve.max_request_bytes"], Source::Flag);
     assert_eq!(l.config.retention.trace.max_count, Some(50));
     assert_eq!(l.sources["retention.trace.max_count"], Source::Env);
-    assert_eq!(l.config.retention.trace_ttl, Some(Duration::from_secs(168 * 3600)));
+    assert_eq!(
+        l.config.retention.trace_ttl,
+        Some(Duration::from_secs(168 * 3600))
+    );
     assert_eq!(l.sources["retention.trace_ttl"], Source::File);
     assert_eq!(l.sources["gate.key_mode"], Source::Default);
     assert_eq!(l.config.gate.key_mode, KeyMode::Dev);
@@ -51,7 +59,10 @@ fn precedence_flag_over_env_over_file_over_default() {
 fn go_telemetry_env_aliases_apply() {
     let env = MapEnv::from([("GAIT_OPERATIONAL_LOG", "./ops.jsonl")]);
     let l = load(&ConfigLocation::None, &env, &[]).unwrap();
-    assert_eq!(l.config.telemetry.operational_log.as_deref(), Some("./ops.jsonl"));
+    assert_eq!(
+        l.config.telemetry.operational_log.as_deref(),
+        Some("./ops.jsonl")
+    );
     assert_eq!(l.sources["telemetry.operational_log"], Source::Env);
 }
 
@@ -78,8 +89,11 @@ fn bad_values_are_rejected() {
         ("retention:\n  trace_ttl: -1h\n", ">= 0"),
         ("mcp_serve:\n  auth_mode: bearer\n", "bearer"),
         ("gate:\n  profile: prod\n", "prod"),
-        ("gate:\n  profile: standard\n  profile: oss-prod\n", "profile"),
-        ("mcp_serve:\n  max_request_bytes: -5\n", "max_request_bytes"),
+        (
+            "gate:\n  profile: standard\n  profile: oss-prod\n",
+            "profile",
+        ),
+        ("mcp_serve:\n  max_request_bytes: -5\n", "line 2"),
     ] {
         let p = write(dir.path(), text);
         let err = load(&ConfigLocation::Explicit(p), &MapEnv::new(), &[]).unwrap_err();
@@ -92,7 +106,10 @@ fn bad_values_are_rejected() {
 fn env_and_flag_errors_name_their_source() {
     let env = MapEnv::from([("GAIT_RETENTION_SWEEP_INTERVAL", "soon")]);
     let err = load(&ConfigLocation::None, &env, &[]).unwrap_err();
-    assert!(matches!(&err, ConfigError::Env { var, .. } if var == "GAIT_RETENTION_SWEEP_INTERVAL"), "{err}");
+    assert!(
+        matches!(&err, ConfigError::Env { var, .. } if var == "GAIT_RETENTION_SWEEP_INTERVAL"),
+        "{err}"
+    );
     let env = MapEnv::from([("GAIT_MCP_SERVE_ENABLED", "maybe")]);
     assert!(load(&ConfigLocation::None, &env, &[]).is_err());
     let err = load(
@@ -112,8 +129,15 @@ fn missing_default_file_is_fine_missing_explicit_is_not() {
     let l = load(&loc, &MapEnv::new(), &[]).unwrap();
     assert!(l.path.is_none());
     assert!(l.sources.values().all(|s| *s == Source::Default));
-    let loc = ConfigLocation::resolve(Some(&dir.path().join("nope.yaml")), &MapEnv::new(), dir.path());
-    assert!(matches!(load(&loc, &MapEnv::new(), &[]), Err(ConfigError::Missing(_))));
+    let loc = ConfigLocation::resolve(
+        Some(&dir.path().join("nope.yaml")),
+        &MapEnv::new(),
+        dir.path(),
+    );
+    assert!(matches!(
+        load(&loc, &MapEnv::new(), &[]),
+        Err(ConfigError::Missing(_))
+    ));
     let env = MapEnv::from([("GAIT_CONFIG", "/x/y.yaml")]);
     assert_eq!(
         ConfigLocation::resolve(None, &env, dir.path()),
@@ -176,7 +200,10 @@ fn apply_serve_layers_file_values_only() {
     l.config.apply_serve(&mut sc, &l.sources).unwrap();
     assert_eq!(sc.listen.to_string(), "127.0.0.1:9999");
     assert_eq!(sc.auth_mode, SAuth::Token);
-    assert_eq!(sc.max_request_bytes, 77, "default-sourced keys must not override");
+    assert_eq!(
+        sc.max_request_bytes, 77,
+        "default-sourced keys must not override"
+    );
     assert_eq!(sc.upstreams.len(), 1);
     assert_eq!(sc.policy.as_deref(), Some(Path::new("p.yaml")));
     assert!(sc.tls.is_some());
@@ -184,10 +211,15 @@ fn apply_serve_layers_file_values_only() {
 
 #[test]
 fn host_port_split_like_go() {
-    assert_eq!(split_host_port("[::1]:80").unwrap(), ("::1".into(), "80".into()));
-    assert_eq!(split_host_port(":8787").unwrap(), ("".into(), "8787".into()));
+    assert_eq!(
+        split_host_port("[::1]:80").unwrap(),
+        ("::1".into(), "80".into())
+    );
+    assert_eq!(
+        split_host_port(":8787").unwrap(),
+        ("".into(), "8787".into())
+    );
     assert!(split_host_port("bad-listen").is_err());
     assert!(is_loopback_host("localhost") && is_loopback_host("::1"));
     assert!(!is_loopback_host("0.0.0.0") && !is_loopback_host("example.internal"));
 }
-

@@ -205,7 +205,7 @@ pub fn run(opts: &DoctorOptions, env: &dyn Env) -> DoctorResult {
         "doctor: onboarding_mode={onboarding_mode} status={} failed={failed} warned={warned} non_fixable={non_fixable}",
         status.as_str()
     );
-    let ok = !non_fixable && !(opts.production_readiness && status == Status::Fail);
+    let ok = !non_fixable && (!opts.production_readiness || status != Status::Fail);
     let (binary_path, binary_version) = if opts.production_readiness {
         (None, None)
     } else {
@@ -346,7 +346,10 @@ fn check_jobs(out: &Path) -> Check {
         Check::fail(
             N,
             Scope::Universal,
-            format!("durable job state divergence detected: {}", issues.join(",")),
+            format!(
+                "durable job state divergence detected: {}",
+                issues.join(",")
+            ),
         )
     }
 }
@@ -517,10 +520,11 @@ fn check_key_permissions(keys: &KeySources, wd: &Path) -> Check {
                 );
             }
             #[cfg(unix)]
-            Ok(m) if {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o022 != 0
-            } =>
+            Ok(m)
+                if {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o022 != 0
+                } =>
             {
                 return Check::warn(
                     N,
@@ -587,10 +591,9 @@ fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, KeyError>
     let raw = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|e| KeyError::Decode(e.to_string()))?;
-    let bytes: [u8; 32] = raw
-        .as_slice()
-        .try_into()
-        .map_err(|_| KeyError::Decode(format!("expected 32 public key bytes, got {}", raw.len())))?;
+    let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
+        KeyError::Decode(format!("expected 32 public key bytes, got {}", raw.len()))
+    })?;
     ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError::Decode(e.to_string()))
 }
 
@@ -923,7 +926,10 @@ fn env_vars_check(c: &config::ProjectConfig, env: &dyn Env) -> Check {
     }
     for u in &c.mcp_serve.upstreams {
         if let Some(var) = &u.auth_env {
-            refs.push((format!("mcp_serve.upstreams[{}].auth_env", u.name), var.clone()));
+            refs.push((
+                format!("mcp_serve.upstreams[{}].auth_env", u.name),
+                var.clone(),
+            ));
         }
     }
     let v: Vec<String> = refs
@@ -962,8 +968,7 @@ fn tls_check(c: &config::ProjectConfig, wd: &Path, fix: &str) -> Check {
             return if loopback || !c.mcp_serve.enabled {
                 Check::pass(N, PR, "tls not configured (listener is loopback)")
             } else {
-                Check::warn(N, PR, "non-loopback mcp_serve.listen without tls")
-                    .fix(fix.to_string())
+                Check::warn(N, PR, "non-loopback mcp_serve.listen without tls").fix(fix.to_string())
             };
         }
         (Some(_), None) | (None, Some(_)) => {
@@ -971,7 +976,10 @@ fn tls_check(c: &config::ProjectConfig, wd: &Path, fix: &str) -> Check {
         }
         _ => {}
     }
-    for (k, p) in [("tls.cert_file", &t.cert_file), ("tls.key_file", &t.key_file)] {
+    for (k, p) in [
+        ("tls.cert_file", &t.cert_file),
+        ("tls.key_file", &t.key_file),
+    ] {
         if let Some(p) = p {
             let full = abs(wd, Path::new(p));
             if let Err(e) = std::fs::read(&full) {
@@ -1019,7 +1027,9 @@ fn metrics_check(c: &config::ProjectConfig, fix: &str) -> Check {
         Err(e) => v.push(format!("invalid metrics.listen: {e}")),
         Ok((host, _)) => {
             if !config::is_loopback_host(&host)
-                && m.auth_token_env.as_deref().is_none_or(|s| s.trim().is_empty())
+                && m.auth_token_env
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
             {
                 v.push(format!(
                     "metrics.listen {} is not loopback and metrics.auth_token_env is not set",

@@ -109,7 +109,11 @@ fn parse_error_collapses_production_section() {
         .filter(|c| c.scope == Scope::ProductionReadiness)
         .collect();
     assert_eq!(prod_checks.len(), 1);
-    assert!(prod_checks[0].message.starts_with("failed to parse .gait/config.yaml: "));
+    assert!(
+        prod_checks[0]
+            .message
+            .starts_with("failed to parse .gait/config.yaml: ")
+    );
     assert!(prod_checks[0].message.contains("bogus"));
     assert_eq!(r.exit_code(), 2);
 }
@@ -121,7 +125,10 @@ fn every_boundary_violation_is_reported() {
         .replace("auth_mode: token", "auth_mode: off")
         .replace("max_request_bytes: 1048576", "max_request_bytes: 0")
         .replace("http_verdict_status: strict", "http_verdict_status: compat")
-        .replace("allow_client_artifact_paths: false", "allow_client_artifact_paths: true");
+        .replace(
+            "allow_client_artifact_paths: false",
+            "allow_client_artifact_paths: true",
+        );
     let dir = setup(Some(&bad));
     let r = run(&prod(dir.path()), &good_env());
     let m = &check(&r, "production_service_boundary").message;
@@ -141,22 +148,33 @@ fn every_boundary_violation_is_reported() {
 fn public_listen_with_token_passes_boundary() {
     let dir = setup(Some(&GOOD.replace("127.0.0.1:8787", "0.0.0.0:8787")));
     let r = run(&prod(dir.path()), &good_env());
-    assert_eq!(check(&r, "production_service_boundary").status, Status::Pass);
+    assert_eq!(
+        check(&r, "production_service_boundary").status,
+        Status::Pass
+    );
     assert_eq!(check(&r, "production_tls").status, Status::Warn);
-    let dir = setup(Some(&GOOD.replace("listen: 127.0.0.1:8787", "listen: bad-listen")));
+    let dir = setup(Some(
+        &GOOD.replace("listen: 127.0.0.1:8787", "listen: bad-listen"),
+    ));
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_service_boundary")
-        .message
-        .contains("invalid mcp_serve.listen"));
+    assert!(
+        check(&r, "production_service_boundary")
+            .message
+            .contains("invalid mcp_serve.listen")
+    );
 }
 
 #[test]
 fn token_without_env_name_fails() {
-    let dir = setup(Some(&GOOD.replace("  auth_token_env: GAIT_MCP_TOKEN\n", "")));
+    let dir = setup(Some(
+        &GOOD.replace("  auth_token_env: GAIT_MCP_TOKEN\n", ""),
+    ));
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_service_boundary")
-        .message
-        .contains("mcp_serve.auth_mode=token requires mcp_serve.auth_token_env"));
+    assert!(
+        check(&r, "production_service_boundary")
+            .message
+            .contains("mcp_serve.auth_mode=token requires mcp_serve.auth_token_env")
+    );
 }
 
 #[test]
@@ -177,7 +195,11 @@ fn retention_ttls_required_and_positive() {
     assert!(m.contains("retention.trace.max_count must be > 0"), "{m}");
     let dir = setup(Some(&GOOD.replace("trace_ttl: 168h", "trace_ttl: bad")));
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_readiness_config").message.contains("bad"));
+    assert!(
+        check(&r, "production_readiness_config")
+            .message
+            .contains("bad")
+    );
 }
 
 #[test]
@@ -195,7 +217,10 @@ fn profile_key_mode_and_context() {
     let m = &check(&r, "production_context_strictness").message;
     assert!(m.contains("strict context enforcement requires gate.profile=oss-prod"));
     assert!(m.contains("gate.policy must be set for strict context enforcement"));
-    assert_eq!(check(&r, "production_policy").message, "gate.policy is not set");
+    assert_eq!(
+        check(&r, "production_policy").message,
+        "gate.policy is not set"
+    );
     let dir = setup(Some(&GOOD.replace("key_mode: prod", "key_mode: dev")));
     let r = run(&prod(dir.path()), &good_env());
     assert_eq!(
@@ -209,13 +234,25 @@ fn policy_checks() {
     let dir = setup(Some(GOOD));
     std::fs::write(dir.path().join("policy.yaml"), "default_verdict: allow\n").unwrap();
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_policy").message.contains("default_verdict: allow"));
+    assert!(
+        check(&r, "production_policy")
+            .message
+            .contains("default_verdict: allow")
+    );
     std::fs::write(dir.path().join("policy.yaml"), "rules: [\n").unwrap();
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_policy").message.starts_with("policy file does not parse"));
+    assert!(
+        check(&r, "production_policy")
+            .message
+            .starts_with("policy file does not parse")
+    );
     std::fs::remove_file(dir.path().join("policy.yaml")).unwrap();
     let r = run(&prod(dir.path()), &good_env());
-    assert!(check(&r, "production_policy").message.starts_with("policy file not readable"));
+    assert!(
+        check(&r, "production_policy")
+            .message
+            .starts_with("policy file not readable")
+    );
 }
 
 #[test]
@@ -225,14 +262,20 @@ fn env_vars_must_be_non_empty() {
     let r = run(&prod(dir.path()), &env);
     let c = check(&r, "production_env_vars");
     assert_eq!(c.status, Status::Fail);
-    assert!(c.message.contains("GAIT_MCP_TOKEN named by mcp_serve.auth_token_env is empty"));
+    assert!(
+        c.message
+            .contains("GAIT_MCP_TOKEN named by mcp_serve.auth_token_env is empty")
+    );
     assert!(!c.message.contains("s3cret"));
 }
 
 #[test]
 fn key_config_prod_requires_loadable_key() {
     let dir = setup(Some(GOOD));
-    let env = MapEnv::from([("GAIT_MCP_TOKEN", "s3cret"), ("GAIT_PRIVATE_KEY", "not-base64!")]);
+    let env = MapEnv::from([
+        ("GAIT_MCP_TOKEN", "s3cret"),
+        ("GAIT_PRIVATE_KEY", "not-base64!"),
+    ]);
     let r = run(&prod(dir.path()), &env);
     let c = check(&r, "key_config");
     assert_eq!(c.status, Status::Fail);
@@ -241,7 +284,10 @@ fn key_config_prod_requires_loadable_key() {
     let mut o = prod(dir.path());
     o.key_mode = Some("dev".into());
     let r = run(&o, &good_env());
-    assert_eq!(check(&r, "key_config").message, "dev key mode is configured");
+    assert_eq!(
+        check(&r, "key_config").message,
+        "dev key mode is configured"
+    );
     o.key_mode = Some("hsm".into());
     let r = run(&o, &good_env());
     assert_eq!(check(&r, "key_config").message, "unsupported key mode: hsm");
@@ -273,15 +319,25 @@ fn key_source_ambiguity_and_permissions() {
         let r = run(&o, &good_env());
         let c = check(&r, "key_permissions");
         assert_eq!(c.status, Status::Warn);
-        assert!(c.message.starts_with("key file is writable by group/others"));
+        assert!(
+            c.message
+                .starts_with("key file is writable by group/others")
+        );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let r = run(&o, &good_env());
     assert_eq!(check(&r, "key_permissions").status, Status::Pass);
-    assert_eq!(check(&r, "key_config").message, "prod key configuration is valid");
+    assert_eq!(
+        check(&r, "key_config").message,
+        "prod key configuration is valid"
+    );
     o.private_key = Some(dir.path().join("missing.key"));
     let r = run(&o, &good_env());
-    assert!(check(&r, "key_permissions").message.starts_with("key file not accessible"));
+    assert!(
+        check(&r, "key_permissions")
+            .message
+            .starts_with("key file not accessible")
+    );
 }
 
 #[test]
@@ -319,7 +375,11 @@ fn workdir_output_dir_and_jobs() {
     assert_eq!(check(&r, "workdir").message, "workdir is not a directory");
     o.workdir = dir.path().join("nope");
     let r = run(&o, &MapEnv::new());
-    assert!(check(&r, "workdir").message.starts_with("workdir not accessible"));
+    assert!(
+        check(&r, "workdir")
+            .message
+            .starts_with("workdir not accessible")
+    );
     assert!(r.ok, "default mode fail still exits 0");
 
     o.workdir = dir.path().to_path_buf();
@@ -348,12 +408,21 @@ fn tls_upstreams_and_metrics() {
     std::fs::write(dir.path().join("key.pem"), "k").unwrap();
     let r = run(&prod(dir.path()), &good_env());
     let t = &check(&r, "production_tls").message;
-    assert!(t.contains("tls.cert_file not readable: missing-cert.pem"), "{t}");
+    assert!(
+        t.contains("tls.cert_file not readable: missing-cert.pem"),
+        "{t}"
+    );
     assert!(!t.contains("tls.key_file"), "{t}");
     let u = &check(&r, "production_upstreams").message;
-    assert!(u.contains("http:// or https://") && u.contains("duplicate upstream name"), "{u}");
+    assert!(
+        u.contains("http:// or https://") && u.contains("duplicate upstream name"),
+        "{u}"
+    );
     let m = &check(&r, "production_metrics").message;
-    assert!(m.contains("metrics.listen 0.0.0.0:9464 is not loopback"), "{m}");
+    assert!(
+        m.contains("metrics.listen 0.0.0.0:9464 is not loopback"),
+        "{m}"
+    );
     let ok_cfg = format!(
         "{GOOD}metrics:\n  enabled: true\n  listen: 0.0.0.0:9464\n  auth_token_env: GAIT_MCP_TOKEN\n"
     );

@@ -19,8 +19,8 @@ pub enum DurationError {
 /// Parse a Go duration string (units ns, us, µs, ms, s, m, h; `0` alone is allowed).
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let t = s.trim();
-    let nanos = go_parse_duration::parse_duration(t)
-        .map_err(|_| DurationError::Invalid(s.to_string()))?;
+    let nanos =
+        go_parse_duration::parse_duration(t).map_err(|_| DurationError::Invalid(s.to_string()))?;
     if nanos < 0 {
         return Err(DurationError::Negative(s.to_string()));
     }
@@ -115,7 +115,10 @@ pub mod serde {
 pub mod option {
     use std::time::Duration;
 
-    pub fn serialize<S: ::serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: ::serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_str(&super::format(*d)),
             None => s.serialize_none(),

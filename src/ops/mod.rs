@@ -6,6 +6,10 @@
 //! CLI commands.
 
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod env;
-pub mod doctor;
+pub mod logging;
+pub mod ratelimit;
+pub mod retention;
+pub mod telemetry;
