@@ -232,13 +232,14 @@ fn profile_key_mode_and_context() {
 #[test]
 fn policy_checks() {
     let dir = setup(Some(GOOD));
-    std::fs::write(dir.path().join("policy.yaml"), "default_verdict: allow\n").unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "schema_id: gait.gate.policy\nschema_version: 1.0.0\ndefault_verdict: allow\n",
+    )
+    .unwrap();
     let r = run(&prod(dir.path()), &good_env());
-    assert!(
-        check(&r, "production_policy")
-            .message
-            .contains("default_verdict: allow")
-    );
+    let m = &check(&r, "production_policy").message;
+    assert!(m.contains("default_verdict=allow"), "{m}");
     std::fs::write(dir.path().join("policy.yaml"), "rules: [\n").unwrap();
     let r = run(&prod(dir.path()), &good_env());
     assert!(
