@@ -928,3 +928,25 @@ pub fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// The full layering for `mcp serve`: `ServeConfig::default()` → config file → env → flags.
+///
+/// The file is `$GAIT_CONFIG` or `<base>/.gait/config.yaml` (a missing default file means
+/// defaults). Returns the runtime config (not yet validated: call `ServeConfig::validate`) and
+/// the loaded project config whose `sources` now also mark the given flags.
+pub fn layered_serve_config(
+    args: &crate::cli::mcp_serve::McpServeArgs,
+    env: &dyn Env,
+    base: &Path,
+) -> Result<(crate::server::config::ServeConfig, LoadedConfig), ConfigError> {
+    let location = ConfigLocation::resolve(None, env, base);
+    let mut loaded = load(&location, env, &[])?;
+    let mut cfg = crate::server::config::ServeConfig::default();
+    loaded.config.apply_serve(&mut cfg, &loaded.sources)?;
+    args.apply(&mut cfg).map_err(|e| ConfigError::Flag {
+        key: "mcp serve".into(),
+        message: e.to_string(),
+    })?;
+    mark_serve_flags(args, &mut loaded.sources);
+    Ok((cfg, loaded))
+}
