@@ -256,3 +256,28 @@ fn mcp_serve_layering_file_env_flag() {
     assert_eq!(loaded.sources["mcp_serve.listen"], Source::Flag);
     assert!(cfg.validate().is_ok());
 }
+
+#[test]
+fn go_leniency_trims_lowercases_and_accepts_null_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "gate:\n  policy:\n  profile: OSS-Prod\n  key_mode: ' Prod '\nmcp_serve:\n  auth_mode: TOKEN\n  http_verdict_status: Strict\n  auth_token_env: ' T '\n",
+    );
+    let c = load(&ConfigLocation::Explicit(p), &MapEnv::new(), &[])
+        .unwrap()
+        .config;
+    assert_eq!(c.gate.policy, "");
+    assert_eq!(c.gate.profile, Profile::OssProd);
+    assert_eq!(c.gate.key_mode, KeyMode::Prod);
+    assert_eq!(c.mcp_serve.auth_mode, AuthMode::Token);
+    assert_eq!(c.mcp_serve.http_verdict_status, VerdictStatus::Strict);
+    assert_eq!(c.mcp_serve.auth_token_env, "T");
+    let empty = write(dir.path(), "");
+    assert_eq!(
+        load(&ConfigLocation::Explicit(empty), &MapEnv::new(), &[])
+            .unwrap()
+            .config,
+        ProjectConfig::default()
+    );
+}
