@@ -161,7 +161,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub journal: String,
     /// Acknowledgement logs written by `stress`.
-    #[arg(long)]
+    #[arg(long, num_args = 1..)]
     pub ack_log: Vec<PathBuf>,
     /// Expected last sequence (exact).
     #[arg(long)]
@@ -444,7 +444,11 @@ fn run_append(a: AppendArgs, opts: &Options, json: bool, ctx: &Ctx) -> u8 {
             let text = vec![format!(
                 "session append: sequence={} tool={} verdict={}",
                 e.sequence,
-                if e.tool_name.is_empty() { "unset" } else { "redacted" },
+                if e.tool_name.is_empty() {
+                    "unset"
+                } else {
+                    "redacted"
+                },
                 verdict
             )];
             r.ok(vec![("event", to_value(e))], out.repair.as_ref(), &text)
@@ -486,7 +490,11 @@ fn run_checkpoint(a: CheckpointArgs, opts: &Options, json: bool, ctx: &Ctx) -> u
                 format!(
                     "session checkpoint: index={} runpack={} range={}..{}",
                     cp.checkpoint_index,
-                    if cp.runpack_path.is_empty() { "unset" } else { "redacted" },
+                    if cp.runpack_path.is_empty() {
+                        "unset"
+                    } else {
+                        "redacted"
+                    },
                     cp.sequence_start,
                     cp.sequence_end
                 ),
@@ -617,11 +625,15 @@ fn resolve_verify_key(
         (Some(_), Some(_)) => return Err("public key source: set either path or env".into()),
         (Some(p), None) => {
             let t = std::fs::read_to_string(p).map_err(|e| format!("read public key {p}: {e}"))?;
-            return runpack::parse_public_key(&t).map(Some).map_err(|e| e.to_string());
+            return runpack::parse_public_key(&t)
+                .map(Some)
+                .map_err(|e| e.to_string());
         }
         (None, Some(v)) => {
             let t = std::env::var(v).map_err(|_| format!("public key env {v} is not set"))?;
-            return runpack::parse_public_key(&t).map(Some).map_err(|e| e.to_string());
+            return runpack::parse_public_key(&t)
+                .map(Some)
+                .map_err(|e| e.to_string());
         }
         (None, None) => {}
     }
@@ -654,7 +666,7 @@ fn ack(f: &mut Option<std::fs::File>, seq: i64) {
 fn stress_input(i: u64) -> AppendInput {
     AppendInput {
         tool_name: format!("tool.stress_{}", i % 7),
-        verdict: if i % 5 == 0 { "block" } else { "allow" }.into(),
+        verdict: if i.is_multiple_of(5) { "block" } else { "allow" }.into(),
         trace_id: format!("trace_{}_{i}", std::process::id()),
         reason_codes: vec!["stress".into()],
         ..AppendInput::default()
@@ -854,7 +866,10 @@ fn run_audit(a: AuditArgs) -> u8 {
     m.insert("ok".into(), problems.is_empty().into());
     m.insert("last_sequence".into(), last.into());
     m.insert("events_present".into(), (model.events.len() as u64).into());
-    m.insert("checkpoints".into(), (model.checkpoints.len() as u64).into());
+    m.insert(
+        "checkpoints".into(),
+        (model.checkpoints.len() as u64).into(),
+    );
     m.insert("acknowledged".into(), ack_count.into());
     m.insert("chain_checkpoints_checked".into(), chain_checked.into());
     m.insert("problems".into(), Value::from(problems.clone()));

@@ -32,6 +32,9 @@ pub enum IntentError {
         field: &'static str,
         message: String,
     },
+    /// An intent file is not valid JSON or has a field of the wrong type.
+    #[error("parse intent request: {0}")]
+    ParseIntent(String),
     /// `--adapter` / request `adapter` names no known adapter.
     #[error("unsupported adapter: {0}")]
     UnsupportedAdapter(String),
@@ -48,6 +51,10 @@ impl IntentError {
 
     pub(crate) fn raw_credential(path: &str) -> Self {
         IntentError::RawCredential { path: echo(path) }
+    }
+
+    pub(crate) fn parse_intent(e: serde_json::Error) -> Self {
+        IntentError::ParseIntent(one_line(&e.to_string(), 512))
     }
 
     pub(crate) fn decode(adapter: &'static str, message: impl AsRef<str>) -> Self {

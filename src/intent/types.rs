@@ -211,6 +211,16 @@ pub struct IntentRequest {
     pub context: IntentContext,
 }
 
+impl IntentRequest {
+    /// Parse an intent file's bytes. Goes through `serde_json::Value` first so a duplicated key
+    /// keeps its last value (as Go does) instead of failing.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self, super::IntentError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(super::IntentError::parse_intent)?;
+        IntentRequest::deserialize(&value).map_err(super::IntentError::parse_intent)
+    }
+}
+
 /// `script{steps}`: a multi-step intent (at most 64 steps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Script {

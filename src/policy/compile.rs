@@ -127,6 +127,17 @@ pub struct McpTrustPolicy {
     pub require_registry: bool,
 }
 
+impl McpTrustPolicy {
+    /// For `mcp verify` without `--risk-class`: the most severe class in
+    /// `required_risk_classes` (critical > high > medium > low), default `high`.
+    pub fn most_severe_required_class(&self) -> &str {
+        ["critical", "high", "medium", "low"]
+            .into_iter()
+            .find(|c| self.required_risk_classes.iter().any(|r| r == c))
+            .unwrap_or("high")
+    }
+}
+
 /// Fixed-window request budget (`rate_limit` / `destructive_budget`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RateLimitSpec {

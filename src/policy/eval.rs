@@ -18,7 +18,8 @@ use super::compile::{
 };
 use super::kill_switch::{KillSwitchDecision, KillSwitchState};
 use crate::intent::{
-    ArgProvenance, Delegation, GoTime, IntentContext, IntentRequest, SkillProvenance, Target,
+    ArgProvenance, Delegation, GoTime, IntentContext, IntentRequest, NormalizedIntent,
+    SkillProvenance, Target,
 };
 use crate::{Profile, Verdict};
 
@@ -177,13 +178,12 @@ impl Evaluation {
     }
 }
 
-fn sorted(v: Vec<String>) -> Vec<String> {
-    let set: BTreeSet<String> = v
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    set.into_iter().collect()
+/// Sort and dedupe; every producer already trims, so only empties are dropped.
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.retain(|s| !s.is_empty());
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn s(v: &str) -> String {
@@ -566,7 +566,7 @@ fn agent_overlay(
     {
         add("agent_unknown", "agent_not_declared");
     }
-    if a.require_agent_owner && !id.is_some_and(|i| !i.owner.trim().is_empty()) {
+    if a.require_agent_owner && id.is_none_or(|i| i.owner.trim().is_empty()) {
         add("agent_owner_missing", "agent_owner_missing");
     }
     if !a.required_agent_lifecycle_states.is_empty()
@@ -580,12 +580,11 @@ fn agent_overlay(
             "agent_lifecycle_state_invalid",
         );
     }
-    if a.require_unexpired_agent && !id.is_some_and(|i| i.expires_at.get().is_some_and(|e| e > now))
-    {
+    if a.require_unexpired_agent && id.is_none_or(|i| i.expires_at.get().is_none_or(|e| e <= now)) {
         add("agent_expired", "agent_expired");
     }
     if !a.required_agent_manifest_digest.is_empty()
-        && !id.is_some_and(|i| i.manifest_digest.trim() == a.required_agent_manifest_digest)
+        && id.is_none_or(|i| i.manifest_digest.trim() != a.required_agent_manifest_digest)
     {
         add("agent_manifest_mismatch", "agent_manifest_mismatch");
     }
@@ -1042,7 +1041,9 @@ fn evaluate_single(policy: &Policy, v: &View<'_>, now: DateTime<Utc>) -> Evaluat
     let outcomes: Vec<RuleOutcome<'_>> = rules[first..]
         .iter()
         .take_while(|r| r.priority == tier)
-        .filter(|r| rule_matches(&r.matcher, v))
+        .enumerate()
+        .filter(|(k, r)| *k == 0 || rule_matches(&r.matcher, v))
+        .map(|(_, r)| r)
         .map(|r| evaluate_rule(r, v, now, &mut freeze, &mut sandbox))
         .collect();
     let verdict = outcomes
@@ -1281,8 +1282,14 @@ fn evaluate_script(policy: &Policy, i: &IntentRequest, now: DateTime<Utc>) -> Ev
 // === entry point ===
 
 impl Policy {
-    /// Evaluate a normalised intent (§2 steps 3–7). The intent must already be normalised
-    /// (`intent::normalize`): tool name and classes lowercased, targets inferred, phase set.
+    /// Evaluate a normalised intent (§2 steps 3–7).
+    pub fn evaluate(&self, intent: &NormalizedIntent, opts: &EvalOptions) -> Evaluation {
+        self.evaluate_request(intent.request(), opts)
+    }
+
+    /// Same as [`Policy::evaluate`] over the request inside a [`NormalizedIntent`]. The request
+    /// must already be normalised (`intent::normalize`): tool name and classes lowercased,
+    /// targets inferred, phase set. Exposed for tests and callers that keep only the request.
     pub fn evaluate_request(&self, intent: &IntentRequest, opts: &EvalOptions) -> Evaluation {
         let risk = intent.context.risk_class.trim().to_lowercase();
         // Step 3: fail_closed.

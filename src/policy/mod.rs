@@ -175,6 +175,14 @@ fn render_yaml_error(err: &serde_saphyr::Error) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    // Drop library hints that mean nothing to a policy author.
+    one_line = one_line.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    if let Some(start) = one_line.find(", expected one of ") {
+        let end = one_line[start..]
+            .find(" at line ")
+            .map_or(one_line.len(), |i| start + i);
+        one_line.replace_range(start..end, "");
+    }
     if let Some(loc) = err.location()
         && loc.line() > 0
         && !one_line.contains(&format!("line {}", loc.line()))
@@ -302,6 +310,21 @@ impl Policy {
     /// metrics label cardinality.
     pub fn tool_names(&self) -> &BTreeSet<String> {
         &self.tool_names
+    }
+
+    /// Metrics label for a tool: the policy's own spelling when the policy names the tool,
+    /// else `_other`, so label cardinality is bounded by the policy.
+    pub fn tool_label<'a>(&'a self, tool_name: &str) -> &'a str {
+        let lower = tool_name.trim().to_lowercase();
+        self.tool_names
+            .get(lower.as_str())
+            .map_or("_other", String::as_str)
+    }
+
+    /// §1.6: intent normalisation failed. `Some(block fail_closed_intent_invalid)` when
+    /// fail_closed applies to the raw risk class, else `None` (report the error, exit 6).
+    pub fn fail_closed_intent_invalid(&self, raw_risk_class: &str) -> Option<Evaluation> {
+        eval::fail_closed_intent_invalid(self, raw_risk_class)
     }
 
     /// `oss-prod` rejects `default_verdict: allow` (§2, profile rules).

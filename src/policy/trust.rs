@@ -186,6 +186,14 @@ impl SnapshotCache {
         }
     }
 
+    /// A cache for the policy's `mcp_trust.snapshot` (resolved against the working directory,
+    /// as Go does), or `None` when `mcp_trust` is not enabled.
+    pub fn for_policy(policy: &super::Policy, recheck: Duration) -> Option<Self> {
+        policy
+            .mcp_trust()
+            .map(|t| SnapshotCache::new(PathBuf::from(&t.snapshot), recheck))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -223,20 +231,8 @@ impl SnapshotCache {
     }
 }
 
-/// The `call.server` object of an MCP payload.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct ServerRef {
-    #[serde(default)]
-    pub server_id: String,
-    #[serde(default)]
-    pub server_name: String,
-    #[serde(default)]
-    pub publisher: String,
-    #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub endpoint: String,
-}
+/// The `call.server` object of an MCP payload (the adapter's type).
+pub type ServerRef = crate::intent::adapters::ServerInfo;
 
 /// Which risk class decides `required`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -308,7 +304,7 @@ pub fn decide(
     }
     .trim()
     .to_lowercase();
-    let required = policy.required_risk_classes.iter().any(|r| *r == risk);
+    let required = policy.required_risk_classes.contains(&risk);
     let server = server.cloned().unwrap_or_default();
     let mut d = TrustDecision {
         server_id: server.server_id.trim().to_string(),

@@ -126,7 +126,12 @@ pub(crate) fn checkpoint_locked(
         .iter()
         .rev()
         .find(|e| !e.safety_invariant_version.is_empty() && !e.safety_invariant_hash.is_empty())
-        .map(|e| (e.safety_invariant_version.clone(), e.safety_invariant_hash.clone()))
+        .map(|e| {
+            (
+                e.safety_invariant_version.clone(),
+                e.safety_invariant_hash.clone(),
+            )
+        })
         .unwrap_or_default();
     let cp = Checkpoint {
         schema_id: CHECKPOINT_SCHEMA_ID.into(),
@@ -219,7 +224,9 @@ pub fn read_chain(path: &Path) -> Result<SessionChain, SessionError> {
         chain.schema_version = SCHEMA_VERSION.into();
     }
     if chain.schema_id != CHAIN_SCHEMA_ID || chain.schema_version != SCHEMA_VERSION {
-        return Err(SessionError::Invalid("unsupported session chain schema".into()));
+        return Err(SessionError::Invalid(
+            "unsupported session chain schema".into(),
+        ));
     }
     if chain.session_id.trim().is_empty() || chain.run_id.trim().is_empty() {
         return Err(SessionError::Invalid(
@@ -227,7 +234,9 @@ pub fn read_chain(path: &Path) -> Result<SessionChain, SessionError> {
         ));
     }
     if chain.checkpoints.is_empty() {
-        return Err(SessionError::Invalid("session chain has no checkpoints".into()));
+        return Err(SessionError::Invalid(
+            "session chain has no checkpoints".into(),
+        ));
     }
     Ok(chain)
 }
@@ -287,8 +296,9 @@ pub fn verify_chain(
                 .push(format!("checkpoint index mismatch at position {pos}"));
         }
         if idx > 1 && cp.prev_checkpoint_digest != last_digest {
-            res.linkage_errors
-                .push(format!("prev_checkpoint_digest mismatch at checkpoint {idx}"));
+            res.linkage_errors.push(format!(
+                "prev_checkpoint_digest mismatch at checkpoint {idx}"
+            ));
         }
         if cp.sequence_start <= last_end {
             res.linkage_errors

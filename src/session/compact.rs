@@ -53,7 +53,8 @@ pub fn compact(
             .collect();
         let mut header = model.header.clone();
         header.events = None;
-        let enc = |e: serde_json::Error| SessionError::Invalid(format!("encode compacted journal: {e}"));
+        let enc =
+            |e: serde_json::Error| SessionError::Invalid(format!("encode compacted journal: {e}"));
         let mut bytes = record::header_line(&header).map_err(enc)?;
         for c in &model.checkpoints {
             bytes.extend(record::checkpoint_line(c).map_err(enc)?);

@@ -19,9 +19,7 @@ pub fn to_pretty<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json
 }
 
 fn go_escape(raw: Vec<u8>) -> Vec<u8> {
-    let needs = raw
-        .iter()
-        .any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2));
+    let needs = raw.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2));
     if !needs {
         return raw;
     }
@@ -33,7 +31,10 @@ fn go_escape(raw: Vec<u8>) -> Vec<u8> {
             b'<' => out.extend_from_slice(b"\\u003c"),
             b'>' => out.extend_from_slice(b"\\u003e"),
             b'&' => out.extend_from_slice(b"\\u0026"),
-            0xE2 if i + 2 < raw.len() && raw[i + 1] == 0x80 && matches!(raw[i + 2], 0xA8 | 0xA9) => {
+            0xE2 if i + 2 < raw.len()
+                && raw[i + 1] == 0x80
+                && matches!(raw[i + 2], 0xA8 | 0xA9) =>
+            {
                 out.extend_from_slice(if raw[i + 2] == 0xA8 {
                     b"\\u2028"
                 } else {

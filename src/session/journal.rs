@@ -369,7 +369,11 @@ impl Scanner {
                 }
                 let last = self.checkpoints.last();
                 let (last_index, last_end, last_digest) = last.map_or((0, 0, ""), |l| {
-                    (l.checkpoint_index, l.sequence_end, l.checkpoint_digest.as_str())
+                    (
+                        l.checkpoint_index,
+                        l.sequence_end,
+                        l.checkpoint_digest.as_str(),
+                    )
                 });
                 if c.checkpoint_index != last_index + 1 {
                     return Err(bad("index mismatch"));
@@ -476,7 +480,9 @@ pub fn parse_journal(data: &[u8]) -> Result<(JournalModel, Tail), SessionError> 
         valid_len = offset as u64;
     }
     let Some(header) = sc.header else {
-        return Err(SessionError::Invalid("session journal missing header".into()));
+        return Err(SessionError::Invalid(
+            "session journal missing header".into(),
+        ));
     };
     Ok((
         JournalModel {
@@ -490,9 +496,8 @@ pub fn parse_journal(data: &[u8]) -> Result<(JournalModel, Tail), SessionError> 
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, SessionError> {
-    fs::read(path).map_err(|e| {
-        SessionError::io(format!("read session journal: open {}", path.display()), e)
-    })
+    fs::read(path)
+        .map_err(|e| SessionError::io(format!("read session journal: open {}", path.display()), e))
 }
 
 /// Read and validate a journal without modifying it. A torn tail is ignored (and described in
@@ -532,7 +537,8 @@ pub(crate) fn load_repaired(path: &Path) -> Result<(JournalModel, Option<Repair>
                 .write(true)
                 .open(path)
                 .map_err(|e| SessionError::io(ctx(), e))?;
-            f.set_len(valid_len).map_err(|e| SessionError::io(ctx(), e))?;
+            f.set_len(valid_len)
+                .map_err(|e| SessionError::io(ctx(), e))?;
             f.sync_all().map_err(|e| SessionError::io(ctx(), e))?;
             model.size = valid_len;
         }
@@ -580,7 +586,8 @@ pub(crate) fn read_state(path: &Path) -> Option<SessionState> {
 }
 
 pub(crate) fn write_state(paths: &SessionPaths, state: &SessionState) -> Result<(), SessionError> {
-    let bytes = to_pretty(state).map_err(|e| SessionError::Invalid(format!("encode state: {e}")))?;
+    let bytes =
+        to_pretty(state).map_err(|e| SessionError::Invalid(format!("encode state: {e}")))?;
     fsx::write_atomic(&paths.state, &bytes)
 }
 
@@ -805,7 +812,10 @@ pub fn append_events(
 }
 
 /// `status`: the state (rebuilt and written back if stale).
-pub fn session_status(journal: &Path, opts: &Options) -> Result<Outcome<SessionStatus>, SessionError> {
+pub fn session_status(
+    journal: &Path,
+    opts: &Options,
+) -> Result<Outcome<SessionStatus>, SessionError> {
     let journal = validate_path(&journal.to_string_lossy())?;
     let paths = SessionPaths::new(&journal);
     with_lock(&paths, opts, || {

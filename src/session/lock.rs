@@ -303,28 +303,37 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 /// `O_CREAT|O_EXCL` + write where hard links are unsupported.
 fn create_lock_file(lock: &Path, body: &[u8], nonce: &str) -> std::io::Result<()> {
     let tmp = with_suffix(lock, &format!(".tmp-{nonce}"));
-    let made = (|| {
+    let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(body)?;
-        drop(f);
-        fs::hard_link(&tmp, lock)
+        f.write_all(body)
     })();
+    if let Err(e) = written {
+        // e.g. ENOSPC: fail without leaving anything behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let linked = fs::hard_link(&tmp, lock);
     let _ = fs::remove_file(&tmp);
-    match made {
+    match linked {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
+        // Filesystems without hard links: plain O_EXCL create, removed again if the write fails.
+        Err(e) if matches!(e.raw_os_error(), Some(1 | 31 | 38 | 95)) => {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(lock)?;
-            f.write_all(body)
+            if let Err(e) = f.write_all(body) {
+                let _ = fs::remove_file(lock);
+                return Err(e);
+            }
+            Ok(())
         }
+        Err(e) => Err(e),
     }
 }
 

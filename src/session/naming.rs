@@ -11,7 +11,13 @@ pub fn session_file_base(session_id: &str) -> String {
     let replaced: String = session_id
         .trim()
         .chars()
-        .map(|c| if matches!(c, '/' | '\\' | ' ' | ':') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '\\' | ' ' | ':') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let trimmed = replaced.trim_matches(|c| c == '.' || c == '_');
     if trimmed.is_empty() {
@@ -27,7 +33,13 @@ pub fn normalize_run_id(run_id: &str) -> String {
     let s: String = run_id
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with("run_") {
         s

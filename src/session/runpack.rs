@@ -69,7 +69,12 @@ fn sorted_refs(mut refs: Vec<NodeRef>) -> Vec<NodeRef> {
 }
 
 /// `args_digest` fallback when the event has no intent digest.
-pub fn fallback_args_digest(session_id: &str, sequence: i64, trace_id: &str, trace_path: &str) -> String {
+pub fn fallback_args_digest(
+    session_id: &str,
+    sequence: i64,
+    trace_id: &str,
+    trace_path: &str,
+) -> String {
     canon::digest(&json!({
         "session_id": session_id,
         "sequence": sequence,
@@ -79,11 +84,7 @@ pub fn fallback_args_digest(session_id: &str, sequence: i64, trace_id: &str, tra
 }
 
 fn null_if_empty(v: &[String]) -> Value {
-    if v.is_empty() {
-        Value::Null
-    } else {
-        json!(v)
-    }
+    if v.is_empty() { Value::Null } else { json!(v) }
 }
 
 /// `result_digest`: absent lists are JSON `null`.
@@ -107,7 +108,10 @@ fn jsonl(records: &[Value]) -> Vec<u8> {
 }
 
 /// Build the runpack entries and zip (sessions.md §4.2 steps 4–6).
-pub fn build(input: &RunpackInput<'_>, key: Option<&SigningKey>) -> Result<BuiltRunpack, SessionError> {
+pub fn build(
+    input: &RunpackInput<'_>,
+    key: Option<&SigningKey>,
+) -> Result<BuiltRunpack, SessionError> {
     let RunpackInput {
         session_id,
         cp_run,
@@ -318,12 +322,15 @@ impl ZipVerification {
 
 /// Go's `VerifyZip` for a checkpoint runpack.
 pub fn verify_zip(path: &Path, key: Option<&VerifyingKey>) -> Result<ZipVerification, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("open zip: open {}: {}", path.display(), io_text(&e)))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("open zip: open {}: {}", path.display(), io_text(&e)))?;
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("open zip: {e}"))?;
     let mut names = std::collections::BTreeSet::new();
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for i in 0..zip.len() {
-        let mut f = zip.by_index(i).map_err(|e| format!("read zip entry: {e}"))?;
+        let mut f = zip
+            .by_index(i)
+            .map_err(|e| format!("read zip entry: {e}"))?;
         let name = f.name().to_string();
         if !names.insert(name.clone()) {
             return Err(format!("zip contains duplicate entries: {name}"));
@@ -343,7 +350,13 @@ pub fn verify_zip(path: &Path, key: Option<&VerifyingKey>) -> Result<ZipVerifica
         .ok_or_else(|| "missing manifest.json".to_string())?;
     let manifest: Value =
         serde_json::from_slice(manifest_bytes).map_err(|e| format!("parse manifest: {e}"))?;
-    let s = |k: &str| manifest.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| {
+        manifest
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if s("schema_id") != MANIFEST_SCHEMA_ID || s("schema_version") != "1.0.0" {
         return Err("manifest schema mismatch".into());
     }
@@ -354,8 +367,17 @@ pub fn verify_zip(path: &Path, key: Option<&VerifyingKey>) -> Result<ZipVerifica
     let mut listed = std::collections::BTreeSet::new();
     let mut hash_mismatches = Vec::new();
     let mut missing_files = Vec::new();
-    for f in manifest.get("files").and_then(Value::as_array).cloned().unwrap_or_default() {
-        let p = f.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+    for f in manifest
+        .get("files")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let p = f
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let want = f.get("sha256").and_then(Value::as_str).unwrap_or("");
         listed.insert(p.clone());
         match entries.get(&p) {

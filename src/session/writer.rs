@@ -101,7 +101,11 @@ impl JournalWriter {
     /// session (see [`naming::journal_path_for_run`]).
     pub async fn open(cfg: JournalWriterConfig) -> Result<JournalWriter, SessionError> {
         let journal = validate_path(&cfg.journal.to_string_lossy())?;
-        let (sid, rid, opts) = (cfg.session_id.clone(), cfg.run_id.clone(), cfg.options.clone());
+        let (sid, rid, opts) = (
+            cfg.session_id.clone(),
+            cfg.run_id.clone(),
+            cfg.options.clone(),
+        );
         let j = journal.clone();
         tokio::task::spawn_blocking(move || journal::start_session(&j, &sid, &rid, &opts))
             .await
@@ -195,8 +199,7 @@ impl Actor {
             if inputs.is_empty() {
                 continue;
             }
-            let write_state =
-                rx.is_empty() || self.last_state_write.elapsed() >= STATE_WRITE_EVERY;
+            let write_state = rx.is_empty() || self.last_state_write.elapsed() >= STATE_WRITE_EVERY;
             match self.commit(&inputs, write_state) {
                 Ok(answers) => {
                     for (reply, a) in replies.into_iter().zip(answers) {
@@ -225,22 +228,27 @@ impl Actor {
         write_state: bool,
     ) -> Result<Vec<Appended>, SessionError> {
         let _lock = SessionLock::acquire(&self.paths, &self.cfg.options.lock)?;
-        let (cached, repair) = match journal::ensure_state(&self.paths, self.cache.as_ref(), &self.cfg.options)
-        {
-            Ok(v) => v,
-            Err(e) => {
-                self.cache = None;
-                return Err(e);
-            }
-        };
-        let (events, cached) =
-            match journal::append_locked(&self.paths, &cached, inputs, &self.cfg.options, write_state) {
+        let (cached, repair) =
+            match journal::ensure_state(&self.paths, self.cache.as_ref(), &self.cfg.options) {
                 Ok(v) => v,
                 Err(e) => {
                     self.cache = None;
                     return Err(e);
                 }
             };
+        let (events, cached) = match journal::append_locked(
+            &self.paths,
+            &cached,
+            inputs,
+            &self.cfg.options,
+            write_state,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                self.cache = None;
+                return Err(e);
+            }
+        };
         if write_state {
             self.last_state_write = Instant::now();
         }
