@@ -300,6 +300,8 @@ pub struct RetentionSection {
     pub export_ttl: Option<Duration>,
     #[serde(with = "duration::serde")]
     pub sweep_interval: Duration,
+    /// Where each sweep writes its `gait.guard.retention_report` (latest only); unset = none.
+    pub report_path: Option<String>,
     pub trace: ClassCaps,
     pub runpack: ClassCaps,
     pub pack: ClassCaps,
@@ -313,6 +315,7 @@ impl Default for RetentionSection {
             session_ttl: None,
             export_ttl: None,
             sweep_interval: Duration::from_secs(300),
+            report_path: None,
             trace: ClassCaps::default(),
             runpack: ClassCaps::default(),
             pack: ClassCaps::default(),

@@ -135,6 +135,7 @@ impl RetentionPolicy {
             classes,
             session_dir: dirs.session.clone(),
             lock_stale_after: Duration::from_secs(300),
+            report_path: section.report_path.as_ref().map(PathBuf::from),
             ..Default::default()
         }
     }
