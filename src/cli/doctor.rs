@@ -45,9 +45,30 @@ pub struct DoctorArgs {
     /// Print one line of JSON.
     #[arg(long)]
     pub json: bool,
+    /// Explain what doctor checks and exit.
+    #[arg(long)]
+    pub explain: bool,
 }
 
+const EXPLAIN: &str = "gait doctor checks that the working directory, output directory and temp \
+directory are usable, that key sources are unambiguous, strict and loadable, and with \
+--production-readiness that .gait/config.yaml holds the production posture of the hardening \
+contract (oss-prod profile, prod keys, token auth, strict verdict statuses, no client artifact \
+paths, bounded requests, retention TTLs) and that its policy, env vars, TLS files, upstreams \
+and metrics listener are valid. A production failure exits 2.";
+
 pub fn run(args: DoctorArgs, ctx: &Ctx) -> u8 {
+    if args.explain {
+        if args.json {
+            let mut m = serde_json::Map::new();
+            m.insert("ok".into(), true.into());
+            m.insert("explain".into(), EXPLAIN.into());
+            super::output::print_json(m, None, ctx);
+        } else {
+            println!("{EXPLAIN}");
+        }
+        return crate::exit::OK;
+    }
     let opts = DoctorOptions {
         workdir: args.workdir,
         output_dir: args.output_dir,

@@ -55,8 +55,37 @@ pub enum ConfigError {
 
 // === sections ===
 
+/// Case-insensitive, trimmed deserialization of the small config enums (Go lowercases
+/// `auth_mode` and `http_verdict_status` and trims every string).
+macro_rules! lowercase_enum {
+    ($ty:ident { $($s:literal => $v:ident),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                match raw.trim().to_ascii_lowercase().as_str() {
+                    $($s => Ok($ty::$v),)+
+                    other => Err(serde::de::Error::unknown_variant(other, &[$($s),+])),
+                }
+            }
+        }
+    };
+}
+
+/// `null` / absent → empty string; other strings are trimmed (Go's behaviour).
+fn trimmed_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default())
+}
+
+/// `gate.profile`: case-insensitive, empty = `standard`.
+fn profile_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+    let raw = Option::<String>::deserialize(d)?.unwrap_or_default();
+    raw.parse::<Profile>().map_err(serde::de::Error::custom)
+}
+
 /// `gate.key_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyMode {
     #[default]
@@ -74,7 +103,7 @@ impl KeyMode {
 }
 
 /// `mcp_serve.auth_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     #[default]
@@ -83,7 +112,7 @@ pub enum AuthMode {
 }
 
 /// `mcp_serve.http_verdict_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VerdictStatus {
     #[default]
@@ -92,7 +121,7 @@ pub enum VerdictStatus {
 }
 
 /// Rate-limit window (`minute` or `hour`), as in policy `rate_limit` blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
     #[default]
@@ -109,29 +138,53 @@ impl Window {
     }
 }
 
+lowercase_enum!(KeyMode { "dev" => Dev, "prod" => Prod });
+lowercase_enum!(AuthMode { "off" => Off, "token" => Token });
+lowercase_enum!(VerdictStatus { "compat" => Compat, "strict" => Strict });
+lowercase_enum!(Window { "minute" => Minute, "hour" => Hour });
+
 /// `gate:` (the Go tool's keys, verbatim).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateSection {
+    #[serde(deserialize_with = "trimmed_string")]
     pub policy: String,
+    #[serde(deserialize_with = "profile_de")]
     pub profile: Profile,
     pub key_mode: KeyMode,
+    #[serde(deserialize_with = "trimmed_string")]
     pub private_key: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub private_key_env: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub approval_public_key: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub approval_public_key_env: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub approval_private_key: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub approval_private_key_env: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub kill_switch_state: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub rate_limit_state: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_broker: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_env_prefix: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_ref: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_scopes: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_command: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_command_args: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub credential_evidence_path: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub trace_path: String,
+    #[serde(deserialize_with = "trimmed_string")]
     pub wrkr_inventory_path: String,
 }
 
@@ -177,8 +230,10 @@ pub struct UpstreamEntry {
 #[serde(deny_unknown_fields, default)]
 pub struct McpServeSection {
     pub enabled: bool,
+    #[serde(deserialize_with = "trimmed_string")]
     pub listen: String,
     pub auth_mode: AuthMode,
+    #[serde(deserialize_with = "trimmed_string")]
     pub auth_token_env: String,
     pub max_request_bytes: u64,
     pub http_verdict_status: VerdictStatus,
@@ -186,9 +241,11 @@ pub struct McpServeSection {
     pub upstreams: Vec<UpstreamEntry>,
     pub upstream_ca: Option<String>,
     pub allowed_origins: Vec<String>,
+    #[serde(deserialize_with = "trimmed_string")]
     pub trace_dir: String,
     pub runpack_dir: Option<String>,
     pub pack_dir: Option<String>,
+    #[serde(deserialize_with = "trimmed_string")]
     pub session_dir: String,
     pub export_log_out: Option<String>,
     pub export_otel_out: Option<String>,
@@ -243,6 +300,8 @@ pub struct RetentionSection {
     pub export_ttl: Option<Duration>,
     #[serde(with = "duration::serde")]
     pub sweep_interval: Duration,
+    /// Where each sweep writes its `gait.guard.retention_report` (latest only); unset = none.
+    pub report_path: Option<String>,
     pub trace: ClassCaps,
     pub runpack: ClassCaps,
     pub pack: ClassCaps,
@@ -256,6 +315,7 @@ impl Default for RetentionSection {
             session_ttl: None,
             export_ttl: None,
             sweep_interval: Duration::from_secs(300),
+            report_path: None,
             trace: ClassCaps::default(),
             runpack: ClassCaps::default(),
             pack: ClassCaps::default(),
@@ -300,6 +360,7 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     pub enabled: bool,
+    #[serde(deserialize_with = "trimmed_string")]
     pub listen: String,
     /// Env var holding a bearer token required on `/metrics`; unset = no auth
     /// (only allowed on loopback).
@@ -928,3 +989,25 @@ pub fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// The full layering for `mcp serve`: `ServeConfig::default()` → config file → env → flags.
+///
+/// The file is `$GAIT_CONFIG` or `<base>/.gait/config.yaml` (a missing default file means
+/// defaults). Returns the runtime config (not yet validated: call `ServeConfig::validate`) and
+/// the loaded project config whose `sources` now also mark the given flags.
+pub fn layered_serve_config(
+    args: &crate::cli::mcp_serve::McpServeArgs,
+    env: &dyn Env,
+    base: &Path,
+) -> Result<(crate::server::config::ServeConfig, LoadedConfig), ConfigError> {
+    let location = ConfigLocation::resolve(None, env, base);
+    let mut loaded = load(&location, env, &[])?;
+    let mut cfg = crate::server::config::ServeConfig::default();
+    loaded.config.apply_serve(&mut cfg, &loaded.sources)?;
+    args.apply(&mut cfg).map_err(|e| ConfigError::Flag {
+        key: "mcp serve".into(),
+        message: e.to_string(),
+    })?;
+    mark_serve_flags(args, &mut loaded.sources);
+    Ok((cfg, loaded))
+}

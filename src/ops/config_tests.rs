@@ -223,3 +223,61 @@ fn host_port_split_like_go() {
     assert!(is_loopback_host("localhost") && is_loopback_host("::1"));
     assert!(!is_loopback_host("0.0.0.0") && !is_loopback_host("example.internal"));
 }
+
+#[test]
+fn mcp_serve_layering_file_env_flag() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: crate::cli::mcp_serve::McpServeArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".gait")).unwrap();
+    std::fs::write(
+        dir.path().join(".gait/config.yaml"),
+        "gate:\n  policy: file.yaml\nmcp_serve:\n  max_request_bytes: 1000\n  listen: 127.0.0.1:7001\n  http_verdict_status: strict\n",
+    )
+    .unwrap();
+    let env = MapEnv::from([("GAIT_MCP_SERVE_MAX_REQUEST_BYTES", "2000")]);
+    let args = T::try_parse_from(["t", "--listen", "127.0.0.1:7002"])
+        .unwrap()
+        .a;
+    let (cfg, loaded) = layered_serve_config(&args, &env, dir.path()).unwrap();
+    assert_eq!(cfg.policy.as_deref(), Some(Path::new("file.yaml")));
+    assert_eq!(cfg.max_request_bytes, 2000);
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:7002");
+    assert_eq!(
+        cfg.http_verdict_status,
+        crate::server::config::VerdictStatusMode::Strict
+    );
+    assert_eq!(loaded.sources["gate.policy"], Source::File);
+    assert_eq!(loaded.sources["mcp_serve.max_request_bytes"], Source::Env);
+    assert_eq!(loaded.sources["mcp_serve.listen"], Source::Flag);
+    assert!(cfg.validate().is_ok());
+}
+
+#[test]
+fn go_leniency_trims_lowercases_and_accepts_null_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "gate:\n  policy:\n  profile: OSS-Prod\n  key_mode: ' Prod '\nmcp_serve:\n  auth_mode: TOKEN\n  http_verdict_status: Strict\n  auth_token_env: ' T '\n",
+    );
+    let c = load(&ConfigLocation::Explicit(p), &MapEnv::new(), &[])
+        .unwrap()
+        .config;
+    assert_eq!(c.gate.policy, "");
+    assert_eq!(c.gate.profile, Profile::OssProd);
+    assert_eq!(c.gate.key_mode, KeyMode::Prod);
+    assert_eq!(c.mcp_serve.auth_mode, AuthMode::Token);
+    assert_eq!(c.mcp_serve.http_verdict_status, VerdictStatus::Strict);
+    assert_eq!(c.mcp_serve.auth_token_env, "T");
+    let empty = write(dir.path(), "");
+    assert_eq!(
+        load(&ConfigLocation::Explicit(empty), &MapEnv::new(), &[])
+            .unwrap()
+            .config,
+        ProjectConfig::default()
+    );
+}

@@ -554,36 +554,10 @@ pub enum KeyError {
     Missing,
     #[error("decode key: {0}")]
     Decode(String),
+    #[error("{0}")]
+    Trace(String),
     #[error("public key does not match private key")]
     Mismatch,
-}
-
-/// Private shim until the trace module's key loader is merged: std base64 of a 64-byte
-/// Ed25519 private key (seed‖pub, whitespace trimmed) or a 32-byte seed.
-pub fn parse_private_key(text: &str) -> Result<ed25519_dalek::SigningKey, KeyError> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| KeyError::Decode(e.to_string()))?;
-    match raw.len() {
-        64 => {
-            let mut seed = [0u8; 32];
-            seed.copy_from_slice(&raw[..32]);
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            if key.verifying_key().as_bytes() != &raw[32..] {
-                return Err(KeyError::Mismatch);
-            }
-            Ok(key)
-        }
-        32 => {
-            let mut seed = [0u8; 32];
-            seed.copy_from_slice(&raw);
-            Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
-        }
-        n => Err(KeyError::Decode(format!(
-            "expected 64 (or 32) key bytes, got {n}"
-        ))),
-    }
 }
 
 fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
@@ -638,7 +612,11 @@ fn check_key_config(keys: &KeySources, wd: &Path, env: &dyn Env) -> Check {
                 env,
             )
             .and_then(|t| t.ok_or(KeyError::Missing))
-            .and_then(|t| parse_private_key(&t));
+            .and_then(|t| {
+                crate::trace::Signer::from_base64(&t)
+                    .map(|s| s.verifying_key())
+                    .map_err(|e| KeyError::Trace(e.to_string()))
+            });
             let private = match private {
                 Err(e) => {
                     return Check::fail(
@@ -663,7 +641,7 @@ fn check_key_config(keys: &KeySources, wd: &Path, env: &dyn Env) -> Check {
                     Scope::Universal,
                     format!("invalid verify key config: {e}"),
                 ),
-                Ok(Some(p)) if p != private.verifying_key() => Check::fail(
+                Ok(Some(p)) if p != private => Check::fail(
                     N,
                     Scope::Universal,
                     format!("invalid verify key config: {}", KeyError::Mismatch),
@@ -867,53 +845,39 @@ fn context_strictness_check(c: &config::ProjectConfig, fix: &str) -> Check {
     )
 }
 
-/// Minimal policy shim until `crate::policy::Policy::load` is merged: the file must exist,
-/// parse as a YAML mapping, and carry a known `default_verdict`.
-pub fn policy_default_verdict(path: &Path) -> Result<crate::Verdict, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("policy file not readable: {} ({e})", path.display()))?;
-    let v: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-        let s = e.to_string();
-        format!(
-            "policy file does not parse: {}",
-            s.lines().next().unwrap_or(&s).trim_start_matches("error: ")
-        )
-    })?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| "policy file does not parse: not a mapping".to_string())?;
-    match obj.get("default_verdict") {
-        None | Some(serde_json::Value::Null) => Ok(crate::Verdict::Block),
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(crate::Verdict::Block),
-        Some(serde_json::Value::String(s)) => s
-            .parse()
-            .map_err(|_| format!("policy file does not parse: unsupported default_verdict {s:?}")),
-        Some(other) => Err(format!(
-            "policy file does not parse: default_verdict must be a string, got {other}"
-        )),
-    }
-}
-
 fn policy_check(c: &config::ProjectConfig, wd: &Path, fix: &str) -> Check {
     const N: &str = "production_policy";
     if c.gate.policy.trim().is_empty() {
         return Check::fail(N, PR, "gate.policy is not set").fix(fix.to_string());
     }
     let p = abs(wd, Path::new(c.gate.policy.trim()));
-    match policy_default_verdict(&p) {
-        Err(e) => Check::fail(N, PR, e).fix(format!("fix or replace {}", q(&p))),
-        Ok(crate::Verdict::Allow) if c.gate.profile == Profile::OssProd => Check::fail(
-            N,
-            PR,
-            "policy default_verdict: allow is not allowed with gate.profile=oss-prod",
-        )
-        .fix(format!("set default_verdict: block in {}", q(&p))),
-        Ok(v) => Check::pass(
-            N,
-            PR,
-            format!("policy file parses (default_verdict={})", v.as_str()),
-        ),
+    let policy = match crate::policy::Policy::load(&p) {
+        Err(crate::policy::PolicyError::Read { source, .. }) => {
+            return Check::fail(
+                N,
+                PR,
+                format!("policy file not readable: {} ({source})", p.display()),
+            )
+            .fix(format!("fix or replace {}", q(&p)));
+        }
+        Err(e) => {
+            return Check::fail(N, PR, format!("policy file does not parse: {e}"))
+                .fix(format!("fix or replace {}", q(&p)));
+        }
+        Ok(policy) => policy,
+    };
+    if let Err(e) = policy.check_profile(c.gate.profile) {
+        return Check::fail(N, PR, format!("policy rejected by gate.profile: {e}"))
+            .fix(format!("set default_verdict: block in {}", q(&p)));
     }
+    Check::pass(
+        N,
+        PR,
+        format!(
+            "policy file parses (default_verdict={})",
+            policy.default_verdict().as_str()
+        ),
+    )
 }
 
 fn env_vars_check(c: &config::ProjectConfig, env: &dyn Env) -> Check {

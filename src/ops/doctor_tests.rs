@@ -232,13 +232,14 @@ fn profile_key_mode_and_context() {
 #[test]
 fn policy_checks() {
     let dir = setup(Some(GOOD));
-    std::fs::write(dir.path().join("policy.yaml"), "default_verdict: allow\n").unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "schema_id: gait.gate.policy\nschema_version: 1.0.0\ndefault_verdict: allow\n",
+    )
+    .unwrap();
     let r = run(&prod(dir.path()), &good_env());
-    assert!(
-        check(&r, "production_policy")
-            .message
-            .contains("default_verdict: allow")
-    );
+    let m = &check(&r, "production_policy").message;
+    assert!(m.contains("default_verdict=allow"), "{m}");
     std::fs::write(dir.path().join("policy.yaml"), "rules: [\n").unwrap();
     let r = run(&prod(dir.path()), &good_env());
     assert!(
@@ -446,4 +447,64 @@ fn json_shape_omits_empty_fields() {
     assert!(v.get("production").is_none());
     assert!(v["checks"][0].get("fix_command").is_none());
     assert_eq!(v["checks"][0]["scope"], "universal");
+}
+
+#[test]
+fn default_mode_checks_both_ways() {
+    let dir = setup(None);
+    let home = tempfile::tempdir().unwrap();
+    let mut o = prod(dir.path());
+    o.production_readiness = false;
+    let env = MapEnv::from([("HOME", home.path().to_str().unwrap())]);
+    let r = run(&o, &env);
+    assert_eq!(check(&r, "registry_cache").status, Status::Warn);
+    assert_eq!(check(&r, "temp_dir").status, Status::Pass);
+    assert_eq!(check(&r, "gate_rate_limit_lock").status, Status::Pass);
+    assert_eq!(check(&r, "onboarding_binary").status, Status::Pass);
+    std::fs::create_dir_all(home.path().join(".gait/registry")).unwrap();
+    let lock = dir.path().join("gait-out/gate_rate_limits.json.lock");
+    let f = std::fs::File::create(&lock).unwrap();
+    f.set_modified(SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
+    let env = env.with("TMPDIR", dir.path().join("no-such-tmp").to_str().unwrap());
+    let r = run(&o, &env);
+    assert_eq!(check(&r, "registry_cache").status, Status::Pass);
+    let l = check(&r, "gate_rate_limit_lock");
+    assert_eq!(l.status, Status::Warn);
+    assert!(l.message.starts_with("stale gate rate limit lock detected"));
+    let t = check(&r, "temp_dir");
+    assert_eq!(t.status, Status::Fail);
+    assert!(t.message.starts_with("temporary directory is not writable"));
+    assert!(r.ok, "default mode: fail still ok");
+    assert_eq!(r.status, Status::Fail);
+    o.public_key = Some("a".into());
+    o.public_key_env = Some("B".into());
+    let r = run(&o, &env);
+    assert_eq!(
+        check(&r, "key_source_ambiguity").message,
+        "public key path and env are both set"
+    );
+}
+
+#[test]
+fn prod_public_key_must_match() {
+    let dir = setup(Some(GOOD));
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let pub_b64 =
+        base64::engine::general_purpose::STANDARD.encode(other.verifying_key().as_bytes());
+    let mut o = prod(dir.path());
+    o.key_mode = Some("prod".into());
+    o.private_key_env = Some("GAIT_PRIVATE_KEY".into());
+    o.public_key_env = Some("PUB".into());
+    let r = run(&o, &good_env().with("PUB", &pub_b64));
+    let c = check(&r, "key_config");
+    assert_eq!(c.status, Status::Fail);
+    assert_eq!(
+        c.message,
+        "invalid verify key config: public key does not match private key"
+    );
+    let own = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let own_b64 = base64::engine::general_purpose::STANDARD.encode(own.verifying_key().as_bytes());
+    let r = run(&o, &good_env().with("PUB", &own_b64));
+    assert_eq!(check(&r, "key_config").status, Status::Pass);
 }

@@ -12,4 +12,5 @@ pub mod env;
 pub mod logging;
 pub mod ratelimit;
 pub mod retention;
+pub mod runtime;
 pub mod telemetry;

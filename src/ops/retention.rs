@@ -8,9 +8,10 @@
 //! anything older than `max_age` or beyond the count is deleted.
 //!
 //! Invariants (stronger than Go): a checkpoint runpack named by any `*_chain.json` in the
-//! session dir is never deleted; a journal with a live writer (its `.lock` holds a live pid or
-//! a fresh `created_at`, or is unreadable but fresh) is never deleted, nor its state and chain
-//! files; hidden temp files are never touched. A failing class never stops the others.
+//! session dir is never deleted; a journal with a live writer (its `J.lock` is not stale by
+//! [`crate::session::lock::assess_lock`], or another process holds `J.flock`) is never
+//! deleted, nor its state and chain files; hidden temp files are never touched. A failing
+//! class never stops the others.
 
 use super::config::RetentionSection;
 use super::telemetry::Telemetry;
@@ -134,6 +135,7 @@ impl RetentionPolicy {
             classes,
             session_dir: dirs.session.clone(),
             lock_stale_after: Duration::from_secs(300),
+            report_path: section.report_path.as_ref().map(PathBuf::from),
             ..Default::default()
         }
     }
@@ -272,77 +274,50 @@ pub fn chain_references(dir: &Path) -> HashSet<String> {
     refs
 }
 
-/// Whether a session lock file shows a live writer.
-pub fn lock_is_live(lock: &Path, now: SystemTime, stale_after: Duration) -> bool {
-    let Ok(meta) = std::fs::metadata(lock) else {
+/// Whether a session lock file (`J.lock`) shows a live writer, judged by the session
+/// module's own rules (live pid on this host, fresh `created_at`, or an unparsable but fresh
+/// file).
+pub fn lock_is_live(lock: &Path, stale_after: Duration) -> bool {
+    let Ok(content) = std::fs::read(lock) else {
         return false;
     };
-    let fresh_mtime = meta
-        .modified()
-        .ok()
-        .and_then(|m| now.duration_since(m).ok())
-        .is_none_or(|age| age < stale_after);
-    let Ok(text) = std::fs::read_to_string(lock) else {
-        return fresh_mtime;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
-        return fresh_mtime;
-    };
-    if let Some(pid) = v.get("pid").and_then(|p| p.as_i64())
-        && pid_alive(pid)
-    {
-        return true;
-    }
-    match v
-        .get("created_at")
-        .and_then(|c| c.as_str())
-        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-    {
-        Some(created) => {
-            let created: SystemTime = created.with_timezone(&chrono::Utc).into();
-            now.duration_since(created)
-                .map(|age| age < stale_after)
-                .unwrap_or(true)
-        }
-        None => fresh_mtime,
-    }
+    let mtime = std::fs::metadata(lock).and_then(|m| m.modified()).ok();
+    !crate::session::lock::assess_lock(&content, mtime, stale_after, false).stale
 }
 
-fn pid_alive(pid: i64) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
+/// Whether another process holds the advisory lock on `J.flock` (a Rust writer mid-operation).
+fn flock_is_held(flock: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(flock) else {
         return false;
     };
-    if pid <= 0 {
-        return false;
-    }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_guard) => false,
+        Err((_, errno)) => errno == nix::errno::Errno::EWOULDBLOCK,
     }
 }
 
 /// Session files protected by a live writer: the journal, its state and its chain.
-fn live_session_files(dir: &Path, now: SystemTime, stale_after: Duration) -> HashSet<String> {
+fn live_session_files(dir: &Path, stale_after: Duration) -> HashSet<String> {
     let mut out = HashSet::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(journal) = name.strip_suffix(".lock") else {
-            continue;
+        let live = if let Some(j) = name.strip_suffix(".lock") {
+            lock_is_live(&e.path(), stale_after).then(|| j.to_string())
+        } else if let Some(j) = name.strip_suffix(".flock") {
+            flock_is_held(&e.path()).then(|| j.to_string())
+        } else {
+            None
         };
-        if !lock_is_live(&e.path(), now, stale_after) {
-            continue;
+        let Some(journal) = live else { continue };
+        let paths = crate::session::SessionPaths::new(&dir.join(&journal));
+        for p in [&paths.journal, &paths.state, &paths.chain] {
+            if let Some(n) = p.file_name() {
+                out.insert(n.to_string_lossy().to_string());
+            }
         }
-        out.insert(journal.to_string());
-        out.insert(format!("{journal}.state.json"));
-        let stem = Path::new(journal)
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        out.insert(format!("{stem}_chain.json"));
     }
     out
 }
@@ -396,7 +371,7 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
                 .as_deref()
                 .map(chain_references)
                 .unwrap_or_default(),
-            Class::Session => live_session_files(&cp.dir, now, policy.lock_stale_after),
+            Class::Session => live_session_files(&cp.dir, policy.lock_stale_after),
             _ => HashSet::new(),
         };
         let protect_reason = match cp.class {

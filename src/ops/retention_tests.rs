@@ -155,14 +155,21 @@ fn journal_with_live_writer_is_never_deleted() {
         "live.journal_chain.json",
         "dead.journal.jsonl",
         "stale.journal.jsonl",
+        "busy.journal.jsonl",
     ] {
         touch(dir.path(), name, 10 * H, now);
     }
+    // busy: a writer holds the advisory lock on J.flock (no J.lock between operations)
+    let flock_file = File::create(dir.path().join("busy.journal.jsonl.flock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(flock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
     // live: our own pid
     std::fs::write(
         dir.path().join("live.journal.jsonl.lock"),
         format!(
-            r#"{{"created_at":"2001-01-01T00:00:00Z","pid":{}}}"#,
+            r#"{{"created_at":"{}","pid":{}}}"#,
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             std::process::id()
         ),
     )
@@ -183,6 +190,8 @@ fn journal_with_live_writer_is_never_deleted() {
     assert_eq!(
         names(dir.path()),
         [
+            "busy.journal.jsonl",
+            "busy.journal.jsonl.flock",
             "live.journal.jsonl",
             "live.journal.jsonl.lock",
             "live.journal.jsonl.state.json",
@@ -190,7 +199,7 @@ fn journal_with_live_writer_is_never_deleted() {
             "stale.journal.jsonl.lock"
         ]
     );
-    assert_eq!(r.summary(Class::Session).unwrap().protected, 3);
+    assert_eq!(r.summary(Class::Session).unwrap().protected, 4);
 }
 
 #[test]
@@ -198,35 +207,26 @@ fn lock_liveness_rules() {
     let now = SystemTime::now();
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("j.lock");
-    assert!(
-        !lock_is_live(&l, now, Duration::from_secs(300)),
-        "absent lock"
-    );
-    let fresh = chrono::Utc::now().to_rfc3339();
+    let stale = Duration::from_secs(300);
+    assert!(!lock_is_live(&l, stale), "absent lock");
+    let fresh = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(&l, format!(r#"{{"created_at":"{fresh}"}}"#)).unwrap();
+    assert!(lock_is_live(&l, stale), "fresh created_at");
     std::fs::write(
         &l,
         format!(r#"{{"created_at":"{fresh}","pid":2147483000}}"#),
     )
     .unwrap();
-    assert!(
-        lock_is_live(&l, now, Duration::from_secs(300)),
-        "fresh created_at"
-    );
+    assert!(!lock_is_live(&l, stale), "dead pid on this host");
     std::fs::write(&l, "").unwrap();
-    assert!(
-        lock_is_live(&l, now, Duration::from_secs(300)),
-        "empty but fresh mtime"
-    );
+    assert!(lock_is_live(&l, stale), "empty but fresh mtime");
     File::options()
         .write(true)
         .open(&l)
         .unwrap()
         .set_modified(now - Duration::from_secs(600))
         .unwrap();
-    assert!(
-        !lock_is_live(&l, now, Duration::from_secs(300)),
-        "empty and old"
-    );
+    assert!(!lock_is_live(&l, stale), "empty and old");
 }
 
 #[test]

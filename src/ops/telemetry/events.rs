@@ -389,3 +389,82 @@ fn rotate(path: &Path, max_files: u32) -> std::io::Result<()> {
     }
     std::fs::rename(path, rotated(path, 1))
 }
+
+/// Commands whose second argument (when not a flag) is part of the `command` value.
+const PARENTS: &[&str] = &[
+    "approve-script",
+    "capture",
+    "check",
+    "contract",
+    "enforce",
+    "gate",
+    "init",
+    "keys",
+    "list-scripts",
+    "policy",
+    "regress",
+    "run",
+    "job",
+    "pack",
+    "report",
+    "scout",
+    "guard",
+    "incident",
+    "registry",
+    "gateway",
+    "mcp",
+    "voice",
+    "doctor",
+    "delegate",
+    "test",
+    "ui",
+    // gait's own parents
+    "config",
+    "trace",
+    "verify",
+];
+
+/// The `command` value of events (ops.md §3): `argv[1]`, plus `argv[2]` when that is a
+/// non-flag subcommand of a parent command; no args → `version`; help flags → `help`;
+/// `--explain` → `explain`. `args` excludes argv[0].
+pub fn command_name(args: &[String]) -> String {
+    let Some(first) = args.first().map(|s| s.trim()) else {
+        return "version".into();
+    };
+    match first {
+        "-h" | "--help" | "help" => return "help".into(),
+        "--explain" => return "explain".into(),
+        _ => {}
+    }
+    if PARENTS.contains(&first)
+        && let Some(second) = args.get(1).map(|s| s.trim())
+        && !second.is_empty()
+        && !second.starts_with('-')
+    {
+        return format!("{first} {second}");
+    }
+    first.to_string()
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::command_name;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_names_follow_go() {
+        assert_eq!(command_name(&[]), "version");
+        assert_eq!(command_name(&v(&["--help"])), "help");
+        assert_eq!(command_name(&v(&["--explain"])), "explain");
+        assert_eq!(
+            command_name(&v(&["mcp", "serve", "--policy", "p"])),
+            "mcp serve"
+        );
+        assert_eq!(command_name(&v(&["gate", "--json"])), "gate");
+        assert_eq!(command_name(&v(&["version", "x"])), "version");
+        assert_eq!(command_name(&v(&["bogus"])), "bogus");
+    }
+}

@@ -195,6 +195,19 @@ impl ToolLabels {
     }
 }
 
+/// Label sets for a policy: its tool names, and the reason codes its rules can emit
+/// (configured codes plus each rule's fallback). Engine-generated reasons render as `_other`.
+pub fn labels_for_policy(policy: &crate::policy::Policy) -> (ToolLabels, ToolLabels) {
+    let tools = ToolLabels::new(policy.tool_names().iter().cloned());
+    let reasons = ToolLabels::new(policy.rules().iter().flat_map(|r| {
+        r.reason_codes
+            .iter()
+            .cloned()
+            .chain(std::iter::once(r.fallback_reason.clone()))
+    }));
+    (tools, reasons)
+}
+
 /// Auth rejection reasons (bounded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthReject {

@@ -291,3 +291,20 @@ async fn unwritable_path_counts_failures_and_never_fails_the_caller() {
 }
 
 use std::path::PathBuf;
+
+#[test]
+fn labels_come_from_the_policy() {
+    let p = crate::policy::Policy::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/policies/oss-prod.yaml"
+    )))
+    .unwrap();
+    let (tools, reasons) = labels_for_policy(&p);
+    assert_eq!(tools.label("tool.delete"), "tool.delete");
+    assert_eq!(tools.label("tool.unknown"), OTHER);
+    assert_eq!(
+        reasons.label("destructive_tool_blocked"),
+        "destructive_tool_blocked"
+    );
+    assert_eq!(reasons.label("made_up"), OTHER);
+}
