@@ -744,7 +744,8 @@ fn infer_claude_code_targets(tool_name: &str, args: &JsonMap) -> Vec<CallTarget>
     let mut out = Vec::new();
     match tool_name {
         "tool.read" => {
-            if let Some(p) = first_non_empty_string(args, &["path", "file_path", "filepath", "file"])
+            if let Some(p) =
+                first_non_empty_string(args, &["path", "file_path", "filepath", "file"])
             {
                 out.push(call_target("path", p, "read"));
             }
@@ -753,7 +754,8 @@ fn infer_claude_code_targets(tool_name: &str, args: &JsonMap) -> Vec<CallTarget>
             }
         }
         "tool.write" => {
-            if let Some(p) = first_non_empty_string(args, &["path", "file_path", "filepath", "file"])
+            if let Some(p) =
+                first_non_empty_string(args, &["path", "file_path", "filepath", "file"])
             {
                 out.push(call_target("path", p, "write"));
             }
@@ -785,7 +787,11 @@ pub fn intent_from_call(
     validate_oauth_evidence(call, profile)?;
 
     let name = call.name.trim();
-    let script_steps = call.script.as_ref().map(|s| s.steps.as_slice()).unwrap_or(&[]);
+    let script_steps = call
+        .script
+        .as_ref()
+        .map(|s| s.steps.as_slice())
+        .unwrap_or(&[]);
     let has_script = !script_steps.is_empty();
     if name.is_empty() && !has_script {
         return Err(IntentError::invalid("tool call name is required"));

@@ -53,7 +53,8 @@ pub(crate) fn intent_digest_of_parts(parts: &Parts) -> Result<String, IntentErro
 
 /// The canonical intent-digest preimage of an already normalised request.
 pub fn intent_preimage(normalized: &IntentRequest) -> Result<Vec<u8>, IntentError> {
-    let script_hash = (!normalized.script_hash.is_empty()).then_some(normalized.script_hash.as_str());
+    let script_hash =
+        (!normalized.script_hash.is_empty()).then_some(normalized.script_hash.as_str());
     let pre = Preimage {
         tool_name: &normalized.tool_name,
         args: &normalized.args,
@@ -145,7 +146,10 @@ mod tests {
         assert_eq!(normalize_run_id(""), "");
         assert_eq!(normalize_run_id("  "), "");
         assert_eq!(normalize_run_id("///"), "");
-        assert_eq!(normalize_run_id("run_mcp_server_case"), "run_mcp_server_case");
+        assert_eq!(
+            normalize_run_id("run_mcp_server_case"),
+            "run_mcp_server_case"
+        );
         assert_eq!(normalize_run_id("my run/42"), "run_my_run_42");
         assert_eq!(normalize_run_id("__a..b__"), "run_a_b");
         assert_eq!(normalize_run_id("run-x"), "run_run-x");

@@ -269,8 +269,11 @@ fn normalize_parts(req: &IntentRequest) -> Result<Parts, IntentError> {
     let (targets, arg_provenance) = match &script {
         Some(s) => {
             let targets = if req.targets.is_empty() {
-                let union: Vec<Target> =
-                    s.steps.iter().flat_map(|st| st.targets.iter().cloned()).collect();
+                let union: Vec<Target> = s
+                    .steps
+                    .iter()
+                    .flat_map(|st| st.targets.iter().cloned())
+                    .collect();
                 normalize_targets(&tool_name, &union)?
             } else {
                 normalize_targets(&tool_name, &req.targets)?
@@ -454,7 +457,10 @@ pub fn key_suggests_credential_material(key: &str) -> bool {
     if k.is_empty() {
         return false;
     }
-    if CREDENTIAL_KEY_EXEMPT_SUFFIXES.iter().any(|s| k.ends_with(s)) {
+    if CREDENTIAL_KEY_EXEMPT_SUFFIXES
+        .iter()
+        .any(|s| k.ends_with(s))
+    {
         return false;
     }
     if ["token", "secret", "password", "credential"]
@@ -669,7 +675,15 @@ pub fn infer_destructive(endpoint_class: &str, operation: &str) -> bool {
     matches!(endpoint_class, "fs.delete" | "proc.exec")
         || matches!(
             operation,
-            "delete" | "remove" | "rm" | "unlink" | "rmdir" | "drop" | "truncate" | "exec" | "spawn"
+            "delete"
+                | "remove"
+                | "rm"
+                | "unlink"
+                | "rmdir"
+                | "drop"
+                | "truncate"
+                | "exec"
+                | "spawn"
         )
 }
 

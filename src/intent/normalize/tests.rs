@@ -60,23 +60,42 @@ fn endpoint_class_inference_table() {
         ("bucket", "write", "tool.write", "other"),
     ];
     for (kind, op, tool, want) in cases {
-        assert_eq!(infer_endpoint_class(kind, op, tool), *want, "{kind} {op} {tool}");
+        assert_eq!(
+            infer_endpoint_class(kind, op, tool),
+            *want,
+            "{kind} {op} {tool}"
+        );
     }
 }
 
 #[test]
 fn endpoint_domain_inference() {
-    assert_eq!(infer_endpoint_domain("host", " HTTPS://Api.Example.com:443/x "), "https");
-    assert_eq!(infer_endpoint_domain("host", "https://Api.Example.com:443/x"), "api.example.com");
+    assert_eq!(
+        infer_endpoint_domain("host", " HTTPS://Api.Example.com:443/x "),
+        "https"
+    );
+    assert_eq!(
+        infer_endpoint_domain("host", "https://Api.Example.com:443/x"),
+        "api.example.com"
+    );
     assert_eq!(infer_endpoint_domain("host", "http://https://a.b"), "a.b");
-    assert_eq!(infer_endpoint_domain("host", "db.internal:5432"), "db.internal");
-    assert_eq!(infer_endpoint_domain("url", "https://User@Example.COM:8080/p?q#f"), "example.com");
+    assert_eq!(
+        infer_endpoint_domain("host", "db.internal:5432"),
+        "db.internal"
+    );
+    assert_eq!(
+        infer_endpoint_domain("url", "https://User@Example.COM:8080/p?q#f"),
+        "example.com"
+    );
     assert_eq!(infer_endpoint_domain("url", "https://[::1]:80/"), "::1");
     assert_eq!(infer_endpoint_domain("url", "example.com/path"), "");
     assert_eq!(infer_endpoint_domain("url", "https://bad host/"), "");
     assert_eq!(infer_endpoint_domain("url", "https://h:port/"), "");
     assert_eq!(infer_endpoint_domain("url", "mailto:x@y"), "");
-    assert_eq!(infer_endpoint_domain("url", "//cdn.example/x"), "cdn.example");
+    assert_eq!(
+        infer_endpoint_domain("url", "//cdn.example/x"),
+        "cdn.example"
+    );
     assert_eq!(infer_endpoint_domain("path", "/etc"), "");
 }
 
@@ -91,13 +110,27 @@ fn destructive_detection() {
         {"kind": "other", "value": "x", "endpoint_class": "proc.exec"}
     ])))
     .unwrap();
-    let d: Vec<(&str, bool)> = n.targets().iter().map(|t| (t.value.as_str(), t.destructive)).collect();
+    let d: Vec<(&str, bool)> = n
+        .targets()
+        .iter()
+        .map(|t| (t.value.as_str(), t.destructive))
+        .collect();
     assert_eq!(
         d,
-        vec![("ls", true), ("x", true), ("/a", true), ("/b", true), ("/c", true), ("/d", false)]
+        vec![
+            ("ls", true),
+            ("x", true),
+            ("/a", true),
+            ("/b", true),
+            ("/c", true),
+            ("/d", false)
+        ]
     );
     assert!(n.has_destructive_target());
-    let n = normalize(&base(json!([{"kind": "path", "value": "/d", "operation": "read"}]))).unwrap();
+    let n = normalize(&base(
+        json!([{"kind": "path", "value": "/d", "operation": "read"}]),
+    ))
+    .unwrap();
     assert!(!n.has_destructive_target());
 }
 
@@ -109,11 +142,20 @@ fn discovery_method_default_and_normalisation() {
         {"kind": "host", "value": "c", "discovery_method": "static mcp"}
     ])))
     .unwrap();
-    let m: Vec<&str> = n.targets().iter().map(|t| t.discovery_method.as_str()).collect();
+    let m: Vec<&str> = n
+        .targets()
+        .iter()
+        .map(|t| t.discovery_method.as_str())
+        .collect();
     assert_eq!(m, vec!["dynamic_mcp", "unknown", "static_mcp"]);
-    let e = normalize(&base(json!([{"kind": "host", "value": "a", "discovery_method": "carrier pigeon"}])))
-        .unwrap_err();
-    assert_eq!(e.to_string(), "unsupported discovery method: carrier_pigeon");
+    let e = normalize(&base(
+        json!([{"kind": "host", "value": "a", "discovery_method": "carrier pigeon"}]),
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unsupported discovery method: carrier_pigeon"
+    );
 }
 
 #[test]
@@ -133,17 +175,34 @@ fn targets_are_deduped_and_sorted() {
         .collect();
     assert_eq!(
         got,
-        vec![("host", "z.example", false), ("path", "/a", false), ("path", "/a", true), ("path", "/b", false)]
+        vec![
+            ("host", "z.example", false),
+            ("path", "/a", false),
+            ("path", "/a", true),
+            ("path", "/b", false)
+        ]
     );
 }
 
 #[test]
 fn target_validation_errors() {
     for (t, msg) in [
-        (json!({"kind": "", "value": "x"}), "targets require kind and value"),
-        (json!({"kind": "path", "value": "  "}), "targets require kind and value"),
-        (json!({"kind": "disk", "value": "x"}), "unsupported target kind: disk"),
-        (json!({"kind": "path", "value": "x", "endpoint_class": "fs.invalid"}), "unsupported endpoint class: fs.invalid"),
+        (
+            json!({"kind": "", "value": "x"}),
+            "targets require kind and value",
+        ),
+        (
+            json!({"kind": "path", "value": "  "}),
+            "targets require kind and value",
+        ),
+        (
+            json!({"kind": "disk", "value": "x"}),
+            "unsupported target kind: disk",
+        ),
+        (
+            json!({"kind": "path", "value": "x", "endpoint_class": "fs.invalid"}),
+            "unsupported endpoint class: fs.invalid",
+        ),
     ] {
         assert_eq!(normalize(&base(json!([t]))).unwrap_err().to_string(), msg);
     }
@@ -166,17 +225,34 @@ fn raw_secrets_are_rejected_without_echoing_them() {
         let text = err.to_string();
         assert_eq!(
             text,
-            format!("args.nested.{key} must not contain raw credential material; use credential references or digests instead")
+            format!(
+                "args.nested.{key} must not contain raw credential material; use credential references or digests instead"
+            )
         );
         assert!(!text.contains(value), "secret echoed: {text}");
     }
     // In an array, and in auth_context.
     let mut r = base(json!([]));
-    r.args.insert("items".into(), json!([{"token": "ghp_xxxxxxxxxxxxxxxxxxxx"}]));
-    assert!(normalize(&r).unwrap_err().to_string().starts_with("args.items[0].token must not"));
+    r.args.insert(
+        "items".into(),
+        json!([{"token": "ghp_xxxxxxxxxxxxxxxxxxxx"}]),
+    );
+    assert!(
+        normalize(&r)
+            .unwrap_err()
+            .to_string()
+            .starts_with("args.items[0].token must not")
+    );
     let mut r = base(json!([]));
-    r.context.auth_context.insert("session_token".into(), json!("abcdef0123456789abcdef"));
-    assert!(normalize(&r).unwrap_err().to_string().starts_with("context.auth_context.session_token must not"));
+    r.context
+        .auth_context
+        .insert("session_token".into(), json!("abcdef0123456789abcdef"));
+    assert!(
+        normalize(&r)
+            .unwrap_err()
+            .to_string()
+            .starts_with("context.auth_context.session_token must not")
+    );
 }
 
 #[test]
@@ -187,7 +263,10 @@ fn references_and_digests_are_accepted() {
         ("secret", "sha256:abcdef0123456789abcdef"),
         ("password", "stub:x"),
         ("credential", "cmd:get-cred"),
-        ("token", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        (
+            "token",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
         ("token", "short1"),
         ("token", "a long phrase with spaces 12345"),
         ("token", "onlyletterswithoutdigits"),
@@ -209,10 +288,31 @@ fn references_and_digests_are_accepted() {
 
 #[test]
 fn key_patterns() {
-    for k in ["token", "MY_SECRET", "api-key", "apikey", "api_key", "x_access_key", "accesskey", "db_password", "Credentials"] {
+    for k in [
+        "token",
+        "MY_SECRET",
+        "api-key",
+        "apikey",
+        "api_key",
+        "x_access_key",
+        "accesskey",
+        "db_password",
+        "Credentials",
+    ] {
         assert!(key_suggests_credential_material(k), "{k}");
     }
-    for k in ["path", "api", "access", "apiary", "token_id", "secret_hash", "credential_ttl_seconds", "key", "", "api__key"] {
+    for k in [
+        "path",
+        "api",
+        "access",
+        "apiary",
+        "token_id",
+        "secret_hash",
+        "credential_ttl_seconds",
+        "key",
+        "",
+        "api__key",
+    ] {
         assert!(!key_suggests_credential_material(k), "{k}");
     }
 }
@@ -220,12 +320,19 @@ fn key_patterns() {
 #[test]
 fn args_are_trimmed_recursively_and_empty_keys_fail() {
     let mut r = base(json!([]));
-    r.args = serde_json::from_value(json!({" a ": " x ", "b": [" y ", {"c ": " z"}], "n": 1.5})).unwrap();
+    r.args = serde_json::from_value(json!({" a ": " x ", "b": [" y ", {"c ": " z"}], "n": 1.5}))
+        .unwrap();
     let n = normalize(&r).unwrap();
-    assert_eq!(serde_json::Value::Object(n.args().clone()), json!({"a": "x", "b": ["y", {"c": "z"}], "n": 1.5}));
+    assert_eq!(
+        serde_json::Value::Object(n.args().clone()),
+        json!({"a": "x", "b": ["y", {"c": "z"}], "n": 1.5})
+    );
     let mut r = base(json!([]));
     r.args.insert("  ".into(), json!(1));
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "normalize args: args contains empty key");
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "normalize args: args contains empty key"
+    );
 }
 
 #[test]
@@ -251,18 +358,54 @@ fn context_rules() {
     assert!(v.get("auth_context").is_none());
 
     for (ctx, msg) in [
-        (json!({"workspace": "w", "risk_class": "h"}), "context.identity is required"),
-        (json!({"identity": "i", "risk_class": "h"}), "context.workspace is required"),
-        (json!({"identity": "i", "workspace": "w"}), "context.risk_class is required"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "phase": "deploy"}), "context.phase must be plan or apply"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_source": "magic"}), "context.credential_source is unsupported: magic"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_access_type": "forever"}), "context.credential_access_type is unsupported: forever"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "context_set_digest": "abc"}), "context.context_set_digest must be sha256 hex"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "context_evidence_mode": "maybe"}), "context.context_evidence_mode must be best_effort or required"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_ttl_seconds": -1}), "context.credential_ttl_seconds must be >= 0"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"evidence_ref": "ghp_abcdefghijklmnop1234"}}), "context.sandbox.evidence_ref must not contain secret-like sandbox material; use sandbox evidence refs or digests instead"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"writable_paths": ["AWS_SECRET=abc"]}}), "context.sandbox.writable_paths[0] must not contain raw environment variable assignments"),
-        (json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"network_mode": "open"}}), "context.sandbox.network_mode is unsupported: open"),
+        (
+            json!({"workspace": "w", "risk_class": "h"}),
+            "context.identity is required",
+        ),
+        (
+            json!({"identity": "i", "risk_class": "h"}),
+            "context.workspace is required",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w"}),
+            "context.risk_class is required",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "phase": "deploy"}),
+            "context.phase must be plan or apply",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_source": "magic"}),
+            "context.credential_source is unsupported: magic",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_access_type": "forever"}),
+            "context.credential_access_type is unsupported: forever",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "context_set_digest": "abc"}),
+            "context.context_set_digest must be sha256 hex",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "context_evidence_mode": "maybe"}),
+            "context.context_evidence_mode must be best_effort or required",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "credential_ttl_seconds": -1}),
+            "context.credential_ttl_seconds must be >= 0",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"evidence_ref": "ghp_abcdefghijklmnop1234"}}),
+            "context.sandbox.evidence_ref must not contain secret-like sandbox material; use sandbox evidence refs or digests instead",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"writable_paths": ["AWS_SECRET=abc"]}}),
+            "context.sandbox.writable_paths[0] must not contain raw environment variable assignments",
+        ),
+        (
+            json!({"identity": "i", "workspace": "w", "risk_class": "h", "sandbox": {"network_mode": "open"}}),
+            "context.sandbox.network_mode is unsupported: open",
+        ),
     ] {
         let r = req(json!({"tool_name": "t", "args": {}, "targets": [], "context": ctx}));
         assert_eq!(normalize(&r).unwrap_err().to_string(), msg);
@@ -271,9 +414,11 @@ fn context_rules() {
 
 #[test]
 fn sandbox_paths_are_cleaned_deduped_sorted() {
-    let r = req(json!({"tool_name": "t", "args": {}, "targets": [], "context": {
+    let r = req(
+        json!({"tool_name": "t", "args": {}, "targets": [], "context": {
         "identity": "i", "workspace": "w", "risk_class": "h",
-        "sandbox": {"writable_paths": ["/tmp/a/../b/", "/tmp/b", ".", "", "x//y/./z"], "evidence_ref": "sandbox:receipt:v1"}}}));
+        "sandbox": {"writable_paths": ["/tmp/a/../b/", "/tmp/b", ".", "", "x//y/./z"], "evidence_ref": "sandbox:receipt:v1"}}}),
+    );
     let n = normalize(&r).unwrap();
     let sb = n.context().sandbox.as_ref().unwrap();
     assert_eq!(sb.writable_paths, vec!["/tmp/b", "x/y/z"]);
@@ -288,13 +433,26 @@ fn arg_provenance_rules() {
         {"arg_path": "$.b", "source": "user"}
     ])).unwrap();
     let n = normalize(&r).unwrap();
-    let got: Vec<(&str, &str)> = n.arg_provenance().iter().map(|p| (p.arg_path.as_str(), p.source.as_str())).collect();
+    let got: Vec<(&str, &str)> = n
+        .arg_provenance()
+        .iter()
+        .map(|p| (p.arg_path.as_str(), p.source.as_str()))
+        .collect();
     assert_eq!(got, vec![("$.a", "external"), ("$.b", "user")]);
     assert_eq!(n.arg_provenance()[0].integrity_digest, "a".repeat(64));
     for (p, msg) in [
-        (json!({"arg_path": "", "source": "user"}), "arg provenance requires arg_path and source"),
-        (json!({"arg_path": "$.a", "source": "llm"}), "unsupported provenance source: llm"),
-        (json!({"arg_path": "$.a", "source": "user", "integrity_digest": "xyz"}), "invalid provenance integrity_digest: xyz"),
+        (
+            json!({"arg_path": "", "source": "user"}),
+            "arg provenance requires arg_path and source",
+        ),
+        (
+            json!({"arg_path": "$.a", "source": "llm"}),
+            "unsupported provenance source: llm",
+        ),
+        (
+            json!({"arg_path": "$.a", "source": "user", "integrity_digest": "xyz"}),
+            "invalid provenance integrity_digest: xyz",
+        ),
     ] {
         let mut r = base(json!([]));
         r.arg_provenance = vec![serde_json::from_value(p).unwrap()];
@@ -318,17 +476,30 @@ fn delegation_chain_rules() {
     assert_eq!(d["issued_at"], "0001-01-01T00:00:00Z");
     assert_eq!(d["chain"][1]["issued_at"], "2026-01-01T00:00:00Z");
     for (d, msg) in [
-        (json!({"requester_identity": " "}), "delegation.requester_identity is required"),
-        (json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "b"}, {"delegator_identity": "x", "delegate_identity": "c"}]}),
-         "delegation.chain[1] delegator_identity must match delegation.chain[0].delegate_identity"),
-        (json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "b"}]}),
-         "delegation.chain last delegate_identity must match delegation.requester_identity"),
-        (json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": ""}]}),
-         "delegation.chain[0] requires delegator_identity and delegate_identity"),
-        (json!({"requester_identity": "c", "issued_at": "2026-01-02T00:00:00Z", "expires_at": "2026-01-01T00:00:00Z"}),
-         "delegation.expires_at must be after issued_at"),
-        (json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "c", "issued_at": "2026-01-02T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z"}]}),
-         "delegation.chain[0] expires_at must be after issued_at"),
+        (
+            json!({"requester_identity": " "}),
+            "delegation.requester_identity is required",
+        ),
+        (
+            json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "b"}, {"delegator_identity": "x", "delegate_identity": "c"}]}),
+            "delegation.chain[1] delegator_identity must match delegation.chain[0].delegate_identity",
+        ),
+        (
+            json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "b"}]}),
+            "delegation.chain last delegate_identity must match delegation.requester_identity",
+        ),
+        (
+            json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": ""}]}),
+            "delegation.chain[0] requires delegator_identity and delegate_identity",
+        ),
+        (
+            json!({"requester_identity": "c", "issued_at": "2026-01-02T00:00:00Z", "expires_at": "2026-01-01T00:00:00Z"}),
+            "delegation.expires_at must be after issued_at",
+        ),
+        (
+            json!({"requester_identity": "c", "chain": [{"delegator_identity": "a", "delegate_identity": "c", "issued_at": "2026-01-02T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z"}]}),
+            "delegation.chain[0] expires_at must be after issued_at",
+        ),
     ] {
         assert_eq!(mk(d).unwrap_err().to_string(), msg);
     }
@@ -340,12 +511,28 @@ fn skill_provenance_rules() {
     r.skill_provenance = Some(serde_json::from_value(json!({"skill_name": "s", "source": " Registry ", "publisher": "Acme", "digest": "A".repeat(64)})).unwrap());
     let n = normalize(&r).unwrap();
     let s = n.skill_provenance().unwrap();
-    assert_eq!((s.source.as_str(), s.publisher.as_str()), ("registry", "Acme"));
+    assert_eq!(
+        (s.source.as_str(), s.publisher.as_str()),
+        ("registry", "Acme")
+    );
     assert_eq!(s.digest, "a".repeat(64));
-    r.skill_provenance = Some(serde_json::from_value(json!({"skill_name": "s", "source": "r", "publisher": ""})).unwrap());
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "skill provenance requires skill_name, source, and publisher");
-    r.skill_provenance = Some(serde_json::from_value(json!({"skill_name": "s", "source": "r", "publisher": "p", "digest": "bad"})).unwrap());
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "invalid skill provenance digest: bad");
+    r.skill_provenance = Some(
+        serde_json::from_value(json!({"skill_name": "s", "source": "r", "publisher": ""})).unwrap(),
+    );
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "skill provenance requires skill_name, source, and publisher"
+    );
+    r.skill_provenance = Some(
+        serde_json::from_value(
+            json!({"skill_name": "s", "source": "r", "publisher": "p", "digest": "bad"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "invalid skill provenance digest: bad"
+    );
 }
 
 #[test]
@@ -362,28 +549,57 @@ fn script_steps_union_targets_and_hash() {
     let n = normalize(&r).unwrap();
     assert_eq!(n.tool_name(), "script");
     assert!(n.is_script());
-    let classes: Vec<(&str, &str)> = n.targets().iter().map(|t| (t.value.as_str(), t.endpoint_class.as_str())).collect();
+    let classes: Vec<(&str, &str)> = n
+        .targets()
+        .iter()
+        .map(|t| (t.value.as_str(), t.endpoint_class.as_str()))
+        .collect();
     // Step targets are classified with their own step's tool name, before the union.
-    assert_eq!(classes, vec![("/tmp/in.txt", "fs.read"), ("/tmp/out.txt", "fs.write")]);
+    assert_eq!(
+        classes,
+        vec![("/tmp/in.txt", "fs.read"), ("/tmp/out.txt", "fs.write")]
+    );
     assert_eq!(n.arg_provenance().len(), 1);
     assert_eq!(n.script_steps()[0].tool_name, "tool.write");
     assert_eq!(n.script_steps()[0].args["path"], "/tmp/out.txt");
     let hash = n.script_hash().unwrap();
-    let expected = crate::canon::digest(&serde_json::to_value(n.request().script.as_ref().unwrap()).unwrap());
+    let expected =
+        crate::canon::digest(&serde_json::to_value(n.request().script.as_ref().unwrap()).unwrap());
     assert_eq!(hash, expected);
     assert_eq!(n.request().script_hash, hash);
     // The hash is part of the intent digest preimage.
-    let pre: serde_json::Value = serde_json::from_slice(&crate::intent::intent_preimage(n.request()).unwrap()).unwrap();
+    let pre: serde_json::Value =
+        serde_json::from_slice(&crate::intent::intent_preimage(n.request()).unwrap()).unwrap();
     assert_eq!(pre["script_hash"], hash);
-    assert_eq!(crate::canon::sha256_hex(&crate::intent::intent_preimage(n.request()).unwrap()), n.intent_digest());
+    assert_eq!(
+        crate::canon::sha256_hex(&crate::intent::intent_preimage(n.request()).unwrap()),
+        n.intent_digest()
+    );
 
-    let too_many: Vec<serde_json::Value> = (0..65).map(|i| json!({"tool_name": format!("t{i}"), "args": {}})).collect();
-    let r = req(json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": too_many}}));
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "script.steps exceeds max supported steps (64)");
-    let r = req(json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": []}}));
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "script.steps must not be empty");
-    let r = req(json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": [{"tool_name": "t", "args": {}, "targets": [{"kind": "nope", "value": "v"}]}]}}));
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "normalize script.steps[0].targets: unsupported target kind: nope");
+    let too_many: Vec<serde_json::Value> = (0..65)
+        .map(|i| json!({"tool_name": format!("t{i}"), "args": {}}))
+        .collect();
+    let r = req(
+        json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": too_many}}),
+    );
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "script.steps exceeds max supported steps (64)"
+    );
+    let r = req(
+        json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": []}}),
+    );
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "script.steps must not be empty"
+    );
+    let r = req(
+        json!({"tool_name": "x", "args": {}, "targets": [], "context": {"identity": "i", "workspace": "w", "risk_class": "low"}, "script": {"steps": [{"tool_name": "t", "args": {}, "targets": [{"kind": "nope", "value": "v"}]}]}}),
+    );
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "normalize script.steps[0].targets: unsupported target kind: nope"
+    );
 }
 
 #[test]
@@ -412,12 +628,19 @@ fn strip_claims() {
     r.context.context_set_digest = "a".repeat(64);
     r.context.context_evidence_mode = "required".into();
     r.context.context_refs = vec!["x".into()];
-    r.context.auth_context.insert("context_age_seconds".into(), json!(5));
-    r.context.auth_context.insert("provider".into(), json!("oidc"));
+    r.context
+        .auth_context
+        .insert("context_age_seconds".into(), json!(5));
+    r.context
+        .auth_context
+        .insert("provider".into(), json!("oidc"));
     strip_unverified_context_claims(&mut r);
     let n = normalize(&r).unwrap();
     assert!(n.context().context_set_digest.is_empty() && n.context().context_refs.is_empty());
-    assert_eq!(serde_json::Value::Object(n.context().auth_context.clone()), json!({"provider": "oidc"}));
+    assert_eq!(
+        serde_json::Value::Object(n.context().auth_context.clone()),
+        json!({"provider": "oidc"})
+    );
 }
 
 #[test]
@@ -428,12 +651,23 @@ fn deep_nesting_is_an_error_not_a_crash() {
     }
     let mut r = base(json!([]));
     r.args.insert("deep".into(), v);
-    assert_eq!(normalize(&r).unwrap_err().to_string(), "normalize args: args exceeds maximum nesting depth");
+    assert_eq!(
+        normalize(&r).unwrap_err().to_string(),
+        "normalize args: args exceeds maximum nesting depth"
+    );
 }
 
 #[test]
 fn go_clean_matches_go() {
-    for (i, o) in [("", "."), ("/", "/"), ("a/b/../..", "."), ("../a", "../a"), ("/../a", "/a"), ("a//b/", "a/b"), ("/a/./b/../c", "/a/c")] {
+    for (i, o) in [
+        ("", "."),
+        ("/", "/"),
+        ("a/b/../..", "."),
+        ("../a", "../a"),
+        ("/../a", "/a"),
+        ("a//b/", "a/b"),
+        ("/a/./b/../c", "/a/c"),
+    ] {
         assert_eq!(go_clean_path(i), o, "{i}");
     }
 }
