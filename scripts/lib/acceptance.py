@@ -332,9 +332,10 @@ def main():
         rt = H.dir("retain", "traces")
         H.write(os.path.join(rd, ".gait", "config.yaml"),
                 "retention:\n  sweep_interval: 1s\n  trace:\n    max_count: 3\n")
+        extra = ["--trace-max-count", "3"] if hz.has_serve_flag("--trace-max-count") else []
         retain = H.start_gait("retain", [
             "--policy", policy, "--upstream", upstream.url(), "--trace-dir", rt,
-            "--session-dir", H.dir("retain", "sessions"),
+            "--session-dir", H.dir("retain", "sessions"), *extra,
         ], cwd=rd)
         hz.guarded(H, "retention_trace_max_count_enforced")(retention_check)(retain, rt)
     except Exception as e:  # noqa: BLE001

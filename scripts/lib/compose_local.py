@@ -100,16 +100,23 @@ def main():
     subs_log = []
 
     def rewrite(s, name, paths):
+        pairs = []
+
+        def note(old, new):
+            if old != new:
+                pairs.append(f"{old} -> {new}")
+            return new
+
         out = interpolate(str(s), env)
         for port, a in own.get(name, {}).items():
-            out = out.replace(f"0.0.0.0:{port}", a)
+            out = re.sub(rf"0\.0\.0\.0:{port}\b", lambda m, a=a: note(m.group(0), a), out)
         for k, a in addr.items():
-            out = re.sub(rf"(?<![\w.-]){re.escape(k)}\b", a, out)
+            out = re.sub(rf"(?<![\w.-]){re.escape(k)}\b", lambda m, a=a: note(m.group(0), a), out)
         if paths:  # one pass, longest first, so a substituted host path is never rewritten again
             alt = "|".join(re.escape(c) for c in sorted(paths, key=len, reverse=True))
-            out = re.sub(rf"(?<![\w/])({alt})(?=$|[/\s\"',:])", lambda m: paths[m.group(1)], out)
-        if out != str(s):
-            subs_log.append(f"{name}: {s} -> {out}")
+            out = re.sub(rf"(?<![\w/])({alt})(?=$|[/\s\"',:])", lambda m: note(m.group(1), paths[m.group(1)]), out)
+        for pair in dict.fromkeys(pairs):
+            subs_log.append(f"{name}: {pair}")
         return out
 
     plans = {}
@@ -167,7 +174,7 @@ def main():
                 H.check(f"service_{name}_starts", False, f"{' '.join(argv)} :: {p.log(600)}")
                 return H.finish()
         H.check(f"service_{name}_starts", p.alive(), p.log(300))
-    for line in subs_log:
+    for line in dict.fromkeys(subs_log):
         H.info("substituted " + line[:300])
 
     tok = env["GAIT_MCP_TOKEN"]

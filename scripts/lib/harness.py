@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,25 @@ def upstream_bin():
 
 def quick():
     return os.environ.get("CHAOS_QUICK", "0") not in ("", "0")
+
+
+_SERVE_HELP = None
+
+
+def serve_help():
+    """`gait mcp serve --help` text (cached), to adapt to flags that may or may not exist yet."""
+    global _SERVE_HELP
+    if _SERVE_HELP is None:
+        try:
+            r = subprocess.run([gait_bin(), "mcp", "serve", "--help"], capture_output=True, text=True, timeout=10)
+            _SERVE_HELP = r.stdout + r.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _SERVE_HELP = ""
+    return _SERVE_HELP
+
+
+def has_serve_flag(flag):
+    return re.search(rf"(^|\s){re.escape(flag)}([\s=,]|$)", serve_help(), re.M) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +265,9 @@ class Harness:
         if not os.access(exe, os.X_OK):
             raise RuntimeError(f"gait binary missing: {exe}")
         port = port or mc.free_port()
+        project = os.path.join(cwd or self.root, ".gait", "config.yaml")
+        if os.path.exists(project) and has_serve_flag("--config") and "--config" not in args:
+            args = [*args, "--config", project]  # the cwd default is also where gait looks
         proc = self._spawn(name, [exe, "mcp", "serve", "--listen", f"127.0.0.1:{port}", *args],
                            cwd=cwd or self.root, env=env)
         proc.port = port
