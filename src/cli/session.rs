@@ -666,7 +666,12 @@ fn ack(f: &mut Option<std::fs::File>, seq: i64) {
 fn stress_input(i: u64) -> AppendInput {
     AppendInput {
         tool_name: format!("tool.stress_{}", i % 7),
-        verdict: if i.is_multiple_of(5) { "block" } else { "allow" }.into(),
+        verdict: if i.is_multiple_of(5) {
+            "block"
+        } else {
+            "allow"
+        }
+        .into(),
         trace_id: format!("trace_{}_{i}", std::process::id()),
         reason_codes: vec!["stress".into()],
         ..AppendInput::default()
@@ -843,9 +848,11 @@ fn run_audit(a: AuditArgs) -> u8 {
     }
     let state_ok = session::journal::read_state_public(journal)
         .map(|s| {
-            s.last_sequence == last
-                && s.event_count == model.events.len() as i64
-                && s.checkpoint_count == model.checkpoints.len() as i64
+            // A state whose recorded size differs is merely stale (readers rebuild it).
+            s.journal_size_bytes as u64 != std::fs::metadata(journal).map_or(0, |m| m.len())
+                || (s.last_sequence == last
+                    && s.event_count == model.events.len() as i64
+                    && s.checkpoint_count == model.checkpoints.len() as i64)
         })
         .unwrap_or(true);
     if !state_ok {

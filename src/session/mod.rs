@@ -44,7 +44,7 @@ pub use lock::{EnvSource, LockConfig, LockProfile, ProcessEnv};
 pub use record::{
     AgentLink, Checkpoint, Relationship, SessionChain, SessionEvent, SessionHeader, SessionState,
 };
-pub use writer::{Appended, JournalWriter, JournalWriterConfig};
+pub use writer::{Appended, CheckpointInfo, JournalWriter, JournalWriterConfig};
 
 use std::path::{Component, Path, PathBuf};
 
