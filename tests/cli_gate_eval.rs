@@ -122,6 +122,25 @@ fn gate_eval_bad_input_exits_6() {
     write(d, "policy.yaml", "default_verdict: allow\n");
     write(d, "notjson.json", "{nope");
     write(d, "wrongtype.json", r#"{"tool_name": 5}"#);
+    let block = std::fs::read_to_string(example("endpoint/fixtures/intent_block.json")).unwrap();
+    write(
+        d,
+        "wrong_schema.json",
+        &block.replace("gait.gate.intent_request", "gait.other"),
+    );
+    write(
+        d,
+        "secret.json",
+        &block.replace(
+            "\"/etc/hosts\"\n",
+            "\"/etc/hosts\", \"password\": \"hunter2hunter2hunter2x9\"\n",
+        ),
+    );
+    write(
+        d,
+        "bad_digest.json",
+        &block.replace("\"tool_name\"", "\"args_digest\": \"bad\", \"tool_name\""),
+    );
     let intent = example("endpoint/fixtures/intent_block.json");
     let cases: Vec<Vec<&str>> = vec![
         vec!["--policy", "policy.yaml"],
@@ -130,6 +149,9 @@ fn gate_eval_bad_input_exits_6() {
         vec!["--policy", "policy.yaml", "--intent", "missing.json"],
         vec!["--policy", "policy.yaml", "--intent", "notjson.json"],
         vec!["--policy", "policy.yaml", "--intent", "wrongtype.json"],
+        vec!["--policy", "policy.yaml", "--intent", "wrong_schema.json"],
+        vec!["--policy", "policy.yaml", "--intent", "secret.json"],
+        vec!["--policy", "policy.yaml", "--intent", "bad_digest.json"],
         vec![
             "--policy",
             "policy.yaml",
@@ -161,6 +183,11 @@ fn gate_eval_bad_input_exits_6() {
         args.push("--json");
         let run = gait(d, &args);
         assert!(!run.stderr.contains("panicked"), "{case:?}");
+        assert!(
+            !run.stdout.contains("hunter2"),
+            "secret echoed: {}",
+            run.stdout
+        );
         assert_invalid_envelope(&run);
     }
     let run = gait(d, &["gate", "eval", "--policy", "policy.yaml", "--json"]);

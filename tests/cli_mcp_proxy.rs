@@ -347,6 +347,8 @@ fn bad_input_exits_6_with_one_line_envelope() {
     write(d, "nameless.json", r#"{"args":{}}"#);
     std::fs::write(d.join("binary.json"), [0x7bu8, 0xff, 0xfe, 0x7d]).unwrap();
     std::fs::write(d.join("huge.json"), vec![b' '; 5 * 1024 * 1024]).unwrap();
+    std::fs::write(d.join("huge.yaml"), vec![b'#'; 5 * 1024 * 1024]).unwrap();
+    std::fs::write(d.join("binary.yaml"), [b'a', b':', b' ', 0xff, 0xfe, b'\n']).unwrap();
     write(
         d,
         "envpath.json",
@@ -358,6 +360,8 @@ fn bad_input_exits_6_with_one_line_envelope() {
         vec!["--policy", "bad.yaml", "--call", "call.json"],
         vec!["--policy", "wrong_schema.yaml", "--call", "call.json"],
         vec!["--policy", "unknown_key.yaml", "--call", "call.json"],
+        vec!["--policy", "huge.yaml", "--call", "call.json"],
+        vec!["--policy", "binary.yaml", "--call", "call.json"],
         vec!["--policy", "d", "--call", "call.json"],
         vec!["--policy", "policy.yaml", "--call", "missing.json"],
         vec!["--policy", "policy.yaml", "--call", "secret.json"],
