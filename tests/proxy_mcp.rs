@@ -32,12 +32,12 @@ async fn gate_matrix(version: ProtocolVersion) {
     let (gait, calls, up_stop) = setup(|_| {}).await;
     let client = client_at(gait.url("/mcp"), version).await;
 
-    // tools/list is filtered by the same policy: secret_tool and delete_all are blocked and
-    // write_file needs approval, which the MCP path cannot grant, so none can ever be allowed.
+    // tools/list is filtered by the same policy: secret_tool and delete_all are always
+    // blocked; write_file (require_approval) stays visible.
     let tools = client.list_tools(None).await.unwrap();
     let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, vec!["echo", "progress"]);
+    assert_eq!(names, vec!["echo", "progress", "write_file"]);
 
     // an allowed call reaches the tool
     let res = client

@@ -52,7 +52,8 @@ pub struct DecideError(pub String);
 /// A compiled policy that can decide tool calls.
 pub trait Decide: Send + Sync + 'static {
     fn decide(&self, req: &DecideRequest<'_>) -> Result<Decision, DecideError>;
-    /// False only if no call of this tool can be allowed by the policy.
+    /// False only when every call of this tool is certainly blocked (same contract as
+    /// `policy::Policy::could_allow_tool`); used to filter `tools/list`.
     fn could_allow_tool(&self, name: &str) -> bool;
     fn policy_digest(&self) -> &str;
 }

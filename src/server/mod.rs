@@ -193,7 +193,11 @@ pub fn stack(
         // decide every tools/call and evaluate request
         .layer(gate::GateLayer::new(settings))
         // record every decision (also denials that never reach the upstream)
-        .layer(record::TraceLayer::new(writer, cfg.trace_dir.clone()))
+        .layer(record::TraceLayer::new(
+            writer,
+            cfg.trace_dir.clone(),
+            cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
+        ))
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));

@@ -364,7 +364,7 @@ impl Decide for ShimEngine {
             if cands.is_empty() {
                 continue;
             }
-            if cands.iter().any(|r| r.effect == Verdict::Allow) {
+            if cands.iter().any(|r| r.effect != Verdict::Block) {
                 return true;
             }
             if cands
@@ -374,7 +374,7 @@ impl Decide for ShimEngine {
                 return false;
             }
         }
-        self.default_verdict == Verdict::Allow
+        self.default_verdict != Verdict::Block
     }
 
     fn policy_digest(&self) -> &str {
