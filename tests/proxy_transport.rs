@@ -472,3 +472,34 @@ async fn unknown_path_and_wrong_method() {
     gait.shutdown().await;
     up_stop.cancel();
 }
+
+#[tokio::test]
+async fn tools_list_json_response_is_filtered() {
+    use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+    let (up, _calls, up_stop) =
+        start_upstream_with(StreamableHttpServerConfig::default().with_json_response(true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = base_config(dir.path(), &up);
+    let gait = start_gait(dir, cfg, &[]).await;
+    let http = reqwest::Client::new();
+    let url = gait.url("/mcp");
+    let sid = init_session(&http, &url, V).await;
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+    let res = session_post(&http, &url, sid.as_deref(), V, &list).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+        "upstream answered JSON"
+    );
+    let v: Value = res.json().await.unwrap();
+    let mut names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["echo", "progress", "write_file"]);
+    gait.shutdown().await;
+    up_stop.cancel();
+}

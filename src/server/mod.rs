@@ -16,6 +16,22 @@
 //! Every rejection is built by [`error::reject`] and returned as `Ok(Response)`; the stack's
 //! error type is `Infallible`.
 //!
+//! # Wire contracts
+//! - **Denial** of a `tools/call` (any non-allow verdict): a JSON-RPC error with the request's
+//!   `id`, `error.code = -32001`, and `error.data = {verdict, reason_codes, violations, trace_id,
+//!   policy_digest, tool_name}`; header `X-Gait-Verdict: <verdict>`. HTTP 200 in `compat` mode;
+//!   403 (block) / 409 (require_approval, dry_run) in `strict` mode. A payload the gate cannot
+//!   evaluate gives `-32602` with `data.verdict = "error"` (HTTP 200 compat / 400 strict). In a
+//!   2025-03-26 batch with any denied call nothing is forwarded and every request element gets an
+//!   error (`data.verdict = "batch_rejected"` for the others).
+//! - **Transport rejections** (401/403/404/405/408/413/415/503): `{"ok":false,"error","error_code"}`.
+//!   Upstream failures on MCP routes: JSON-RPC error with the request id, 502 (`-32002`) or 504
+//!   (`-32003`).
+//! - **Tokens** (`--auth-mode token --auth-token-env VAR`): `VAR` holds
+//!   `identity=token[,identity2=token2…]`, or one bare token whose identity is `token`. The
+//!   identity becomes `context.identity` of every call, and an `Mcp-Session-Id` is bound to the
+//!   identity that first used it.
+//!
 //! # Invariants
 //! - The request path never does blocking file I/O: the policy is compiled once and swapped
 //!   atomically on reload ([`decide::GateHandle`]); traces go through a bounded queue.
