@@ -42,6 +42,7 @@
 pub mod auth;
 pub mod config;
 pub mod decide;
+pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod forward;
@@ -108,8 +109,14 @@ impl ServeError {
     }
 }
 
-/// The default policy loader: the real gate engine once merged; until then [`shim::ShimEngine`].
-pub fn default_loader() -> Loader {
+/// The policy loader `gait mcp serve` uses: the gate engine ([`engine::loader`]).
+pub fn default_loader(cfg: &ServeConfig) -> Result<Loader, ServeError> {
+    engine::loader(cfg)
+}
+
+/// The stand-in loader ([`shim::ShimEngine`]): a small policy subset, no Go-compatible
+/// digests. Kept for unit tests of the server that must not depend on the engine.
+pub fn shim_loader() -> Loader {
     Arc::new(|p: &Path| shim::ShimEngine::load(p).map(|e| Box::new(e) as Box<dyn Decide>))
 }
 
@@ -227,7 +234,7 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let rt = Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader())?;
+    let rt = Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader(&cfg)?)?;
     serve_with(listener, cfg, rt, shutdown).await
 }
 
@@ -417,7 +424,9 @@ pub fn run_cli(cfg: ServeConfig, correlation_id: &str) -> u8 {
         Err(e) => return fail(format!("start runtime: {e}"), crate::exit::INTERNAL),
     };
     rt.block_on(async {
-        let runtime = match Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader()) {
+        let runtime = match default_loader(&cfg)
+            .and_then(|l| Runtime::from_config(&cfg, |k| std::env::var(k).ok(), l))
+        {
             Ok(r) => r,
             Err(e) => return fail(e.to_string(), e.exit_code()),
         };
