@@ -2,7 +2,8 @@
 //!
 //! One [`crate::trace::Signer`] is built per process (in dev key mode that is one ephemeral key
 //! per process, not per request as in Go) and shared by every reloaded engine, so a policy
-//! reload never changes the trace key. Invariant: `decide` does no file I/O except what the
+//! reload never changes the trace key. The record is signed on the trace-writer thread, not on
+//! the request path ([`DeferredSigned`]). Invariant: `decide` does no file I/O except what the
 //! engine itself documents (kill-switch state and trust snapshot, when configured).
 
 use super::ServeError;
@@ -19,6 +20,25 @@ use std::sync::Arc;
 /// A compiled policy + signer.
 pub struct EngineDecider {
     engine: Engine,
+    signer: Arc<Signer>,
+}
+
+/// A trace record signed when it is serialized (on the writer thread).
+#[derive(Debug)]
+pub struct DeferredSigned {
+    record: TraceRecord,
+    signer: Arc<Signer>,
+}
+
+impl RecordBody for DeferredSigned {
+    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
+        use serde::ser::Error as _;
+        let mut r = self.record.clone();
+        self.signer
+            .sign_record(&mut r)
+            .map_err(|e| serde_json::Error::custom(e.to_string()))?;
+        serde_json::to_vec_pretty(&r)
+    }
 }
 
 impl std::fmt::Debug for EngineDecider {
@@ -26,12 +46,6 @@ impl std::fmt::Debug for EngineDecider {
         f.debug_struct("EngineDecider")
             .field("policy_digest", &self.engine.policy().digest())
             .finish()
-    }
-}
-
-impl RecordBody for TraceRecord {
-    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self)
     }
 }
 
@@ -52,10 +66,18 @@ impl Decide for EngineDecider {
             .engine
             .evaluate_call(adapter, req.payload, &opts)
             .map_err(|e| DecideError(e.to_string()))?;
-        let output = match serde_json::to_value(&d.output) {
+        let mut output = match serde_json::to_value(&d.output) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        if self.signer.is_ephemeral() {
+            // The engine adds this warning only when it signs itself.
+            let mut w = vec![Value::String(crate::trace::DEV_KEY_WARNING.to_string())];
+            if let Some(Value::Array(rest)) = output.remove("warnings") {
+                w.extend(rest);
+            }
+            output.insert("warnings".into(), Value::Array(w));
+        }
         let o = d.output;
         Ok(Decision {
             verdict: o.verdict,
@@ -68,7 +90,10 @@ impl Decide for EngineDecider {
             run_id: o.run_id,
             session_id: (!o.session_id.is_empty()).then_some(o.session_id),
             output,
-            trace: Some(Arc::new(d.trace)),
+            trace: Some(Arc::new(DeferredSigned {
+                record: d.trace,
+                signer: self.signer.clone(),
+            })),
         })
     }
 
@@ -91,7 +116,8 @@ pub fn loader(cfg: &ServeConfig) -> Result<Loader, ServeError> {
         private_key_path: cfg.private_key.clone(),
         private_key_env: cfg.private_key_env.clone(),
     };
-    let signer = Signer::from_config(&keys).map_err(|e| ServeError::Policy(e.to_string()))?;
+    let signer =
+        Arc::new(Signer::from_config(&keys).map_err(|e| ServeError::Policy(e.to_string()))?);
     let ecfg = EngineConfig {
         profile: cfg.profile,
         keys,
@@ -101,8 +127,11 @@ pub fn loader(cfg: &ServeConfig) -> Result<Loader, ServeError> {
     };
     Ok(Arc::new(move |p: &Path| {
         let policy = Policy::load(p).map_err(|e| e.to_string())?;
-        let engine = Engine::with_signer(Arc::new(policy), ecfg.clone(), signer.clone())
+        let engine = Engine::with_signer(Arc::new(policy), ecfg.clone(), (*signer).clone())
             .map_err(|e| e.to_string())?;
-        Ok(Box::new(EngineDecider { engine }) as Box<dyn Decide>)
+        Ok(Box::new(EngineDecider {
+            engine,
+            signer: signer.clone(),
+        }) as Box<dyn Decide>)
     }))
 }
