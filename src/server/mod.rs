@@ -216,11 +216,19 @@ pub fn stack(
         // decide every tools/call and evaluate request
         .layer(gate::GateLayer::new(settings))
         // record every decision (also denials that never reach the upstream)
-        .layer(record::TraceLayer::new(
-            writer,
-            cfg.trace_dir.clone(),
-            cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
-        ))
+        .layer(
+            record::TraceLayer::new(
+                writer,
+                cfg.trace_dir.clone(),
+                cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
+            )
+            .fail_closed(cfg.trace_fail_closed().then_some(
+                match cfg.http_verdict_status {
+                    config::VerdictStatusMode::Strict => http::StatusCode::SERVICE_UNAVAILABLE,
+                    config::VerdictStatusMode::Compat => http::StatusCode::OK,
+                },
+            )),
+        )
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));

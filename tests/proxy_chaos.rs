@@ -1,0 +1,233 @@
+//! Chaos regressions of the proxy: traces under load, fail-closed trace writes, an upstream that
+//! dies mid-stream, and silent connections holding every connection slot.
+
+mod support_proxy;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support_proxy::*;
+
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+type UpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxErr>;
+
+fn call(id: i64, name: &str, args: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}})
+}
+
+/// A raw hyper HTTP/1 upstream on 127.0.0.1:0: every POST bumps `hits` and is answered by
+/// `respond(id)`.
+async fn raw_upstream(
+    respond: impl Fn(Value) -> http::Response<UpBody> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let respond = Arc::new(respond);
+    let h = hits.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let respond = respond.clone();
+            let hits = h.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let respond = respond.clone();
+                        let hits = hits.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            let id = serde_json::from_slice::<Value>(&body)
+                                .ok()
+                                .and_then(|v| v.get("id").cloned())
+                                .unwrap_or(Value::Null);
+                            Ok::<_, hyper::Error>(respond(id))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/mcp"), hits, task)
+}
+
+fn json_ok(id: Value) -> http::Response<UpBody> {
+    let body = json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":"ok"}]}});
+    http::Response::builder()
+        .header("content-type", "application/json")
+        .body(
+            http_body_util::Full::new(Bytes::from(body.to_string()))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
+        .unwrap()
+}
+
+/// One frame, then the body errors: hyper aborts the connection mid-body.
+fn broken(ct: &'static str, first: &'static [u8]) -> http::Response<UpBody> {
+    let frames = futures_util::stream::iter(vec![
+        Ok(Frame::data(Bytes::from_static(first))),
+        Err::<Frame<Bytes>, BoxErr>("upstream killed".into()),
+    ])
+    .then(|f| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        f
+    });
+    http::Response::builder()
+        .header("content-type", ct)
+        .body(StreamBody::new(frames).boxed_unsync())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_call_under_load_has_its_trace() {
+    const N: usize = 2000;
+    let (up, hits, up_task) = raw_upstream(json_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.trace_queue = 16; // a small queue: backpressure must hold the callers, not drop
+    let gait = start_gait(dir, cfg, &[]).await;
+    let http = reqwest::Client::new();
+    let url = gait.url("/mcp");
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (http, url, sem) = (http.clone(), url.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await.unwrap();
+            let res = rpc_post(
+                &http,
+                &url,
+                &call(i as i64, "echo", json!({"message": "x"})),
+            )
+            .send()
+            .await
+            .unwrap();
+            let status = res.status().as_u16();
+            let v: Value = res.json().await.unwrap();
+            (status, v)
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+        answered += 1;
+    }
+    assert_eq!(answered, N);
+    assert_eq!(hits.load(Ordering::SeqCst), N);
+    let dir = gait.shutdown().await;
+    let files = trace_files(dir.path());
+    assert_eq!(files.len(), N, "one trace file per answered call");
+    for f in &files {
+        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(v["verdict"], "allow", "{}", f.display());
+    }
+    up_task.abort();
+}
+
+/// A trace dir that cannot be created: one of its path components is a regular file.
+fn unwritable_trace_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    let blocker = dir.join("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    blocker.join("traces")
+}
+
+#[tokio::test]
+async fn fail_closed_trace_write_failure_is_not_forwarded() {
+    let (up, hits, up_task) = raw_upstream(json_ok).await;
+    let http = reqwest::Client::new();
+
+    // fail-closed (strict status mode): 503 with a JSON-RPC error, the tool never runs
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.trace_dir = unwritable_trace_dir(dir.path());
+    cfg.trace_fail_closed = true;
+    cfg.http_verdict_status = gait::server::config::VerdictStatusMode::Strict;
+    let gait = start_gait(dir, cfg, &[]).await;
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(5, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["x-gait-verdict"], "error");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["id"], 5, "{v}");
+    assert_eq!(v["error"]["data"]["verdict"], "error", "{v}");
+    assert_eq!(
+        v["error"]["data"]["reason_codes"],
+        json!(["trace_write_failed"])
+    );
+    // a denial is still answered as a denial (nothing to forward anyway)
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(6, "delete_all", json!({})))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["verdict"], "block", "{v}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream was contacted");
+    gait.shutdown().await;
+
+    // compat status mode: the same JSON-RPC error with HTTP 200
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.trace_dir = unwritable_trace_dir(dir.path());
+    cfg.trace_fail_closed = true;
+    let gait = start_gait(dir, cfg, &[]).await;
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(7, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["reason_codes"][0], "trace_write_failed");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream was contacted");
+    gait.shutdown().await;
+
+    // standard recording: asynchronous, the call goes through (the failure is only counted)
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.trace_dir = unwritable_trace_dir(dir.path());
+    let gait = start_gait(dir, cfg, &[]).await;
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(8, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    gait.shutdown().await;
+    up_task.abort();
+}
+
+#[tokio::test]
+async fn fail_closed_writes_durably_before_forwarding() {
+    let (up, hits, up_task) = raw_upstream(json_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.trace_fail_closed = true;
+    let gait = start_gait(dir, cfg, &[]).await;
+    let http = reqwest::Client::new();
+    for i in 0..3 {
+        let res = rpc_post(&http, &gait.url("/mcp"), &call(i, "echo", json!({})))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+        // acknowledged before forwarding: the file exists while gait is still running
+        assert_eq!(trace_files(gait.dir.path()).len(), i as usize + 1);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    gait.shutdown().await;
+    up_task.abort();
+}
