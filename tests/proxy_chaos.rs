@@ -231,3 +231,55 @@ async fn fail_closed_writes_durably_before_forwarding() {
     gait.shutdown().await;
     up_task.abort();
 }
+
+#[tokio::test]
+async fn upstream_dying_mid_stream_ends_with_a_jsonrpc_error_event() {
+    const PROGRESS: &[u8] =
+        b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+    let (up, hits, up_task) = raw_upstream(|_| broken("text/event-stream", PROGRESS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = base_config(dir.path(), &up);
+    let gait = start_gait(dir, cfg, &[]).await;
+    let http = reqwest::Client::new();
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(9, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // the whole body arrives and ends cleanly (a torn stream would be an error here)
+    let body = res.bytes().await.expect("a clean end of stream");
+    let text = std::str::from_utf8(&body).unwrap();
+    assert!(
+        text.starts_with(std::str::from_utf8(PROGRESS).unwrap()),
+        "{text}"
+    );
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let v: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(v["id"], 9, "{v}");
+    assert_eq!(v["error"]["code"], -32002);
+    assert_eq!(
+        v["error"]["message"],
+        "upstream stream ended before a response"
+    );
+    assert!(text.ends_with("\n\n"), "{text:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    gait.shutdown().await;
+    up_task.abort();
+
+    // a JSON body broken mid-way: headers are sent, so the body can only end early, cleanly
+    let (up, _hits, up_task) = raw_upstream(|_| broken("application/json", b"{\"jsonrpc\":")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = base_config(dir.path(), &up);
+    let gait = start_gait(dir, cfg, &[]).await;
+    let res = rpc_post(&http, &gait.url("/mcp"), &call(10, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    let body = res
+        .bytes()
+        .await
+        .expect("a clean end of the truncated body");
+    assert_eq!(&body[..], b"{\"jsonrpc\":");
+    gait.shutdown().await;
+    up_task.abort();
+}

@@ -335,6 +335,19 @@ impl Forwarder {
                     .starts_with("text/event-stream")
             });
         let body: ResBody = body.map_err(Into::into).boxed_unsync();
+        // An upstream that dies mid-body must not tear the client's response (headers are
+        // already sent): SSE ends with a JSON-RPC error event for the pending request id;
+        // a JSON body can only be ended early (the client sees a truncated body, not a reset).
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let last = (is_sse && !id.is_null()).then(|| {
+            sse::event(&jsonrpc::error(
+                &id,
+                jsonrpc::UPSTREAM_ERROR,
+                "upstream stream ended before a response",
+                None,
+            ))
+        });
+        let body = sse::end_cleanly(body, last, is_sse);
         if is_sse {
             parts
                 .headers
