@@ -283,3 +283,68 @@ async fn upstream_dying_mid_stream_ends_with_a_jsonrpc_error_event() {
     gait.shutdown().await;
     up_task.abort();
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_do_not_starve_real_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, hits, up_task) = raw_upstream(json_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.max_connections = 4;
+    cfg.timeouts.header_read = Duration::from_secs(1);
+    let gait = start_gait(dir, cfg, &[]).await;
+    // fill every slot with connections that never send a byte (one sends a preface byte)
+    let mut silent = Vec::new();
+    for i in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(gait.addr).await.unwrap();
+        if i == 0 {
+            s.write_all(b"P").await.unwrap();
+        }
+        silent.push(s);
+    }
+    let http = reqwest::Client::new();
+    let res = tokio::time::timeout(
+        Duration::from_secs(30),
+        rpc_post(&http, &gait.url("/mcp"), &call(1, "echo", json!({}))).send(),
+    )
+    .await
+    .expect("a real request starved behind silent connections")
+    .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // the silent connections were closed by gait
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("silent connection still open")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    // an idle HTTP/1 keep-alive connection is closed too (hyper's header read deadline runs
+    // while waiting for the next request head)
+    let mut s = tokio::net::TcpStream::connect(gait.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive connection never closed");
+    assert!(
+        got.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    gait.shutdown().await;
+    up_task.abort();
+}

@@ -41,6 +41,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod decide;
 pub mod engine;
 pub mod error;
@@ -333,10 +334,13 @@ pub async fn serve_with(
                             }
                             Err(_) => return,
                         };
+                        let s = deadline::FirstBytes::new(s, handshake);
                         let conn = builder.serve_connection(TokioIo::new(s), svc).into_owned();
                         let _ = watcher.watch(conn).await;
                     }
                     None => {
+                        // the auto builder's protocol sniffing has no deadline of its own
+                        let stream = deadline::FirstBytes::new(stream, handshake);
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         let _ = watcher.watch(conn).await;
                     }
