@@ -423,4 +423,52 @@ mod tests {
         assert_eq!(first["attributes"]["gait.verdict"], "allow");
         assert_eq!(first["attributes"]["gait.reason_codes"], json!([]));
     }
+
+    #[tokio::test]
+    async fn durable_submit_acks_success_and_failure_and_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        let (w, thread) = TraceWriter::spawn(WriterConfig::default(), 4).unwrap();
+        let job = |p: PathBuf| TraceJob {
+            path: Some(p),
+            record: Some(Arc::new(json!({"n": 1}))),
+            export: None,
+        };
+        w.submit_durable(job(tmp.path().join("ok/t.json")))
+            .await
+            .unwrap();
+        assert!(tmp.path().join("ok/t.json").is_file());
+        let e = w
+            .submit_durable(job(tmp.path().join("file/t.json")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SubmitError::Write(_)), "{e}");
+        // asynchronous submits report nothing but are counted
+        w.submit(job(tmp.path().join("file/u.json"))).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 1);
+        assert_eq!(w.stats().failed.load(Ordering::Relaxed), 2);
+        drop(w);
+        thread.join().await;
+    }
+
+    #[tokio::test]
+    async fn full_queue_wait_is_bounded_and_counted() {
+        // a writer whose thread is gone keeps the queue full: capacity 1, receiver alive
+        let (tx, _rx) = mpsc::channel(1);
+        let w = TraceWriter {
+            tx,
+            stats: Arc::default(),
+            wait: Duration::from_millis(20),
+        };
+        let job = || TraceJob {
+            path: None,
+            record: None,
+            export: None,
+        };
+        w.submit(job()).await.unwrap();
+        let e = w.submit(job()).await.unwrap_err();
+        assert!(matches!(e, SubmitError::QueueTimeout(_)), "{e}");
+        assert_eq!(w.stats().queue_timeouts.load(Ordering::Relaxed), 1);
+    }
 }
