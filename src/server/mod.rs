@@ -27,6 +27,18 @@
 //! - **Transport rejections** (401/403/404/405/408/413/415/503): `{"ok":false,"error","error_code"}`.
 //!   Upstream failures on MCP routes: JSON-RPC error with the request id, 502 (`-32002`) or 504
 //!   (`-32003`).
+//! - **Trace write failed** (fail-closed recording: `--profile oss-prod` or
+//!   `trace_fail_closed`): an allowed call whose trace could not be written and fsynced is not
+//!   forwarded; JSON-RPC error `-32603`, `data = {verdict: "error", reason_codes:
+//!   ["trace_write_failed"], …}`, HTTP 503 strict / 200 compat ([`record`]). A trace queue that
+//!   stays full for the bounded wait gives 503 `trace_writer_unavailable` (counted).
+//! - **Upstream dies mid-body**: an SSE response ends with a final `data:` event carrying a
+//!   JSON-RPC error (`-32002`, "upstream stream ended before a response") for the pending
+//!   request id, then a clean end of stream; a JSON body can only be ended early (headers are
+//!   already sent, the client sees a truncated body rather than a reset) ([`sse::end_cleanly`]).
+//! - **Silent connections**: the first bytes must arrive within `timeouts.header_read`
+//!   ([`deadline`]); hyper's HTTP/1 header-read deadline then also closes idle keep-alive
+//!   connections between requests.
 //! - **Tokens** (`--auth-mode token --auth-token-env VAR`): `VAR` holds
 //!   `identity=token[,identity2=token2…]`, or one bare token whose identity is `token`. The
 //!   identity becomes `context.identity` of every call, and an `Mcp-Session-Id` is bound to the

@@ -269,6 +269,16 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
             let _ = a.send(());
         }
     }
+    let failed = stats.failed.load(Ordering::Relaxed);
+    let timeouts = stats.queue_timeouts.load(Ordering::Relaxed);
+    if failed > 0 || timeouts > 0 {
+        tracing::error!(
+            written = stats.written.load(Ordering::Relaxed),
+            failed,
+            queue_timeouts = timeouts,
+            "Trace writer stopped with failures."
+        );
+    }
 }
 
 /// Write one job; `Ok(true)` when a trace file was written, `Err` when that write failed
