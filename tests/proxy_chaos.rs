@@ -190,6 +190,16 @@ async fn fail_closed_trace_write_failure_is_not_forwarded() {
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["data"]["reason_codes"][0], "trace_write_failed");
+    // the evaluate API: a 503 transport rejection
+    let res = http
+        .post(gait.url("/v1/evaluate"))
+        .json(&json!({"adapter": "mcp", "call": {"name": "echo", "args": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error_code"], "trace_write_failed", "{v}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream was contacted");
     gait.shutdown().await;
 

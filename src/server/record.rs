@@ -10,7 +10,8 @@
 //! its trace as written and fsynced. If that write fails the call is not forwarded: every
 //! request id gets a JSON-RPC error `-32603` with `data = {verdict: "error", reason_codes:
 //! ["trace_write_failed"], trace_id, tool_name}` (HTTP 503 in strict status mode, 200 in compat
-//! mode so MCP clients read the JSON-RPC error), header `X-Gait-Verdict: error`.
+//! mode so MCP clients read the JSON-RPC error), header `X-Gait-Verdict: error`. On the
+//! evaluate API the answer is a 503 transport rejection with `error_code = trace_write_failed`.
 //!
 //! Trace file names are unique per process: the timestamp in the name is strictly increasing
 //! (bumped by 1 ns on a tie), so two decisions of the same run never share a file.
@@ -203,6 +204,13 @@ where
                     (Ok(()), _) => {}
                     (Err(SubmitError::Write(e)), Some(status)) => {
                         tracing::error!(error = %e, %trace_id, "Trace write failed; call not forwarded (fail-closed).");
+                        if eval_path.is_some() {
+                            return Ok(reject(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "trace_write_failed",
+                                format!("trace write failed: {e}"),
+                            ));
+                        }
                         return Ok(trace_failed(status, batch, &ids, &trace_id, &tool, &e));
                     }
                     (Err(SubmitError::Write(_)), None) => {}
