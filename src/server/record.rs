@@ -287,4 +287,24 @@ mod tests {
         );
         assert_eq!(name.len(), "trace_run_abc_".len() + 25 + 5, "{name}");
     }
+
+    #[test]
+    fn trace_file_names_never_repeat() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..2000)
+                        .map(|_| trace_file(Path::new("/t"), "same"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for p in t.join().unwrap() {
+                assert!(all.insert(p.clone()), "{}", p.display());
+            }
+        }
+        assert_eq!(all.len(), 8000);
+    }
 }
