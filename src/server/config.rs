@@ -258,8 +258,18 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Capacity of the trace writer queue.
     pub trace_queue: usize,
+    /// Fail-closed recording even outside `oss-prod`: an allowed call is forwarded only after
+    /// its trace is durably written (see `server::record`).
+    pub trace_fail_closed: bool,
     /// Print the `--json` startup line.
     pub json: bool,
+}
+
+impl ServeConfig {
+    /// Whether trace writes are fail-closed (`oss-prod` or `trace_fail_closed`).
+    pub fn trace_fail_closed(&self) -> bool {
+        self.trace_fail_closed || self.profile == Profile::OssProd
+    }
 }
 
 impl Default for ServeConfig {
@@ -295,6 +305,7 @@ impl Default for ServeConfig {
             timeouts: Timeouts::default(),
             max_connections: 1024,
             trace_queue: 4096,
+            trace_fail_closed: false,
             json: false,
         }
     }

@@ -1,14 +1,28 @@
 //! The trace recorder layer: one TraceRecord per decision, handed to the background writer.
 //!
 //! Invariant: every decision the gate made for this request (allowed or not, proxy or
-//! evaluate API) is enqueued before the request goes further inward, so a denial that never
+//! evaluate API) is accepted by the writer (bounded wait for queue capacity; a refusal is
+//! counted and answered 503) before the request goes further inward, so a denial that never
 //! reaches the upstream is still recorded; nothing here touches the filesystem.
+//!
+//! **Fail-closed recording** (`--profile oss-prod` or `trace_fail_closed`): an allowed
+//! `tools/call` (or allowed evaluate decision) goes inward only after the writer acknowledged
+//! its trace as written and fsynced. If that write fails the call is not forwarded: every
+//! request id gets a JSON-RPC error `-32603` with `data = {verdict: "error", reason_codes:
+//! ["trace_write_failed"], trace_id, tool_name}` (HTTP 503 in strict status mode, 200 in compat
+//! mode so MCP clients read the JSON-RPC error), header `X-Gait-Verdict: error`. On the
+//! evaluate API the answer is a 503 transport rejection with `error_code = trace_write_failed`.
+//!
+//! Trace file names are unique per process: the timestamp in the name is strictly increasing
+//! (bumped by 1 ns on a tie), so two decisions of the same run never share a file.
 
 use super::decide::Decision;
 use super::error::{BoxResponse, ResBody, reject};
 use super::gate::GateOutcome;
-use super::writer::{ExportFields, TraceJob, TraceWriter};
+use super::writer::{ExportFields, SubmitError, TraceJob, TraceWriter};
+use crate::verdict::Verdict;
 use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,14 +37,26 @@ pub struct TracePath(pub PathBuf);
 pub struct TraceLayer {
     writer: TraceWriter,
     dir: Arc<Path>,
+    exports: bool,
+    fail_closed: Option<StatusCode>,
 }
 
 impl TraceLayer {
-    pub fn new(writer: TraceWriter, dir: PathBuf) -> Self {
+    /// `exports`: whether exporter lines are wanted (a JSONL exporter is configured).
+    pub fn new(writer: TraceWriter, dir: PathBuf, exports: bool) -> Self {
         TraceLayer {
             writer,
             dir: dir.into(),
+            exports,
+            fail_closed: None,
         }
+    }
+
+    /// Fail-closed recording: allowed decisions wait for a durable trace; a failed write is
+    /// answered with `status` (503 strict / 200 compat) and never forwarded.
+    pub fn fail_closed(mut self, status: Option<StatusCode>) -> Self {
+        self.fail_closed = status;
+        self
     }
 }
 
@@ -41,6 +67,8 @@ impl<S> Layer<S> for TraceLayer {
             inner,
             writer: self.writer.clone(),
             dir: self.dir.clone(),
+            exports: self.exports,
+            fail_closed: self.fail_closed,
         }
     }
 }
@@ -50,6 +78,8 @@ pub struct TraceRecorder<S> {
     inner: S,
     writer: TraceWriter,
     dir: Arc<Path>,
+    exports: bool,
+    fail_closed: Option<StatusCode>,
 }
 
 /// Go's `normalizeRunID`: `[^A-Za-z0-9_-]+` → `_`, trim `_`, prefix `run_` unless present.
@@ -75,13 +105,26 @@ pub fn normalize_run_id(raw: &str) -> String {
 
 /// `<dir>/trace_<normalized run id>_<UTC 20060102T150405.000000000>.json`.
 pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
-    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9f");
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let nanos = loop {
+        let next = now.max(prev.saturating_add(1));
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    let ts = chrono::DateTime::from_timestamp_nanos(nanos).format("%Y%m%dT%H%M%S%.9f");
     dir.join(format!("trace_{}_{ts}.json", normalize_run_id(run_id)))
 }
 
-fn job(d: &Decision, path: PathBuf) -> TraceJob {
+/// The job for one decision; the signed record is moved out of the decision (nothing inward
+/// needs it), so no deep copy is made on the request path.
+fn job(d: &mut Decision, path: PathBuf, exports: bool) -> TraceJob {
     TraceJob {
-        export: Some(ExportFields {
+        export: exports.then(|| ExportFields {
             run_id: d.run_id.clone(),
             session_id: d.session_id.clone(),
             trace_id: d.trace_id.clone(),
@@ -92,7 +135,7 @@ fn job(d: &Decision, path: PathBuf) -> TraceJob {
             policy_digest: d.policy_digest.clone(),
             intent_digest: d.intent_digest.clone(),
         }),
-        record: d.trace.clone(),
+        record: d.trace.take(),
         path: Some(path),
     }
 }
@@ -119,14 +162,24 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let writer = self.writer.clone();
         let dir = self.dir.clone();
+        let exports = self.exports;
+        let fail_closed = self.fail_closed;
         Box::pin(async move {
+            // (job, allowed: must be durable before going inward in fail-closed mode)
             let mut jobs = Vec::new();
             let mut eval_path = None;
-            match req.extensions().get::<GateOutcome>() {
+            let mut ids = Vec::new();
+            let mut batch = false;
+            match req.extensions_mut().get_mut::<GateOutcome>() {
                 Some(GateOutcome::Mcp(o)) => {
-                    for c in &o.calls {
-                        if let Ok(d) = &c.result {
-                            jobs.push(job(d, trace_file(&dir, &d.run_id)));
+                    ids = o.request_ids.clone();
+                    batch = o.batch;
+                    for c in &mut o.calls {
+                        if let Ok(d) = &mut c.result {
+                            let path = trace_file(&dir, &d.run_id);
+                            let allowed = d.verdict == Verdict::Allow;
+                            let info = (d.trace_id.clone(), d.tool_name.clone());
+                            jobs.push((job(d, path, exports), allowed, info));
                         }
                     }
                 }
@@ -135,18 +188,40 @@ where
                         .trace_path
                         .clone()
                         .unwrap_or_else(|| trace_file(&dir, &o.decision.run_id));
-                    jobs.push(job(&o.decision, path.clone()));
+                    let allowed = o.decision.verdict == Verdict::Allow;
+                    let info = (o.decision.trace_id.clone(), o.decision.tool_name.clone());
+                    jobs.push((job(&mut o.decision, path.clone(), exports), allowed, info));
                     eval_path = Some(path);
                 }
                 None => {}
             }
-            for j in jobs {
-                if writer.submit(j).await.is_err() {
-                    return Ok(reject(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "trace_writer_unavailable",
-                        "trace writer is shutting down",
-                    ));
+            for (j, allowed, (trace_id, tool)) in jobs {
+                let r = match fail_closed {
+                    Some(_) if allowed => writer.submit_durable(j).await,
+                    _ => writer.submit(j).await,
+                };
+                match (r, fail_closed) {
+                    (Ok(()), _) => {}
+                    (Err(SubmitError::Write(e)), Some(status)) => {
+                        tracing::error!(error = %e, %trace_id, "Trace write failed; call not forwarded (fail-closed).");
+                        if eval_path.is_some() {
+                            return Ok(reject(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "trace_write_failed",
+                                format!("trace write failed: {e}"),
+                            ));
+                        }
+                        return Ok(trace_failed(status, batch, &ids, &trace_id, &tool, &e));
+                    }
+                    (Err(SubmitError::Write(_)), None) => {}
+                    (Err(e), _) => {
+                        tracing::error!(error = %e, %trace_id, "Trace not accepted by the writer.");
+                        return Ok(reject(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "trace_writer_unavailable",
+                            e.to_string(),
+                        ));
+                    }
                 }
             }
             if let Some(p) = eval_path {
@@ -155,6 +230,41 @@ where
             inner.call(req).await
         })
     }
+}
+
+/// The fail-closed answer when a trace could not be written (see the module docs).
+fn trace_failed(
+    status: StatusCode,
+    batch: bool,
+    ids: &[Value],
+    trace_id: &str,
+    tool: &str,
+    err: &str,
+) -> Response<ResBody> {
+    let data = json!({
+        "verdict": "error",
+        "reason_codes": ["trace_write_failed"],
+        "trace_id": trace_id,
+        "tool_name": tool,
+        "detail": err,
+    });
+    let one = |id: &Value| {
+        super::jsonrpc::error(
+            id,
+            super::jsonrpc::INTERNAL_ERROR,
+            "gait: trace write failed; call not forwarded",
+            Some(data.clone()),
+        )
+    };
+    let body = match ids {
+        many if batch => Value::Array(many.iter().map(one).collect()),
+        [id, ..] => one(id),
+        [] => one(&Value::Null),
+    };
+    let mut res = super::error::json_response(status, &body);
+    res.headers_mut()
+        .insert("x-gait-verdict", http::HeaderValue::from_static("error"));
+    res
 }
 
 #[cfg(test)]
@@ -176,5 +286,25 @@ mod tests {
             "{name}"
         );
         assert_eq!(name.len(), "trace_run_abc_".len() + 25 + 5, "{name}");
+    }
+
+    #[test]
+    fn trace_file_names_never_repeat() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..2000)
+                        .map(|_| trace_file(Path::new("/t"), "same"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for p in t.join().unwrap() {
+                assert!(all.insert(p.clone()), "{}", p.display());
+            }
+        }
+        assert_eq!(all.len(), 8000);
     }
 }

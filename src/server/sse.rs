@@ -55,6 +55,60 @@ pub fn keep_alive(body: ResBody, interval: Duration) -> ResBody {
     StreamBody::new(stream).boxed_unsync()
 }
 
+/// Pass `body` through; if the upstream body fails (connection reset, upstream killed), log it,
+/// send `last` as the final chunk and end the stream cleanly instead of tearing the response.
+/// With `sse`, `last` is sent at an event boundary: a partial event in flight is closed with a
+/// blank line first (the client may see that one truncated event; SSE cannot retract it).
+pub fn end_cleanly(body: ResBody, last: Option<Bytes>, sse: bool) -> ResBody {
+    struct St {
+        frames: BodyStream<ResBody>,
+        tail: Vec<u8>,
+        last: Option<Bytes>,
+        done: bool,
+    }
+    let st = St {
+        frames: BodyStream::new(body),
+        tail: b"\n\n".to_vec(),
+        last,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(st, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.frames.next().await {
+            None => None,
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    st.tail.extend_from_slice(d);
+                    let n = st.tail.len();
+                    if n > 4 {
+                        st.tail.drain(..n - 4);
+                    }
+                }
+                Some((Ok::<_, BoxError>(frame), st))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Upstream response body broke; ending the response cleanly.");
+                st.done = true;
+                let last = st.last.take()?;
+                let mut out = BytesMut::new();
+                if sse && !ends_event(&st.tail) {
+                    out.extend_from_slice(b"\n\n");
+                }
+                out.extend_from_slice(&last);
+                Some((Ok(Frame::data(out.freeze())), st))
+            }
+        }
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// One SSE event carrying `message` as its data.
+pub fn event(message: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("data: {message}\n\n"))
+}
+
 /// Rewrite complete SSE events: `f(data)` returning `Some(new_data)` replaces the event's data
 /// lines (other fields such as `id:` and `event:` are kept); `None` passes it unchanged.
 pub fn map_events<F>(body: ResBody, f: F) -> ResBody

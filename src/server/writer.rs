@@ -7,10 +7,14 @@
 //! exits after the queue is closed and empty, so a graceful shutdown loses nothing that was
 //! enqueued.
 
+use super::decide::RecordBody;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Exporter line fields of one decision (gate.md §7.1).
@@ -32,14 +36,43 @@ pub struct ExportFields {
 pub struct TraceJob {
     /// Where to write `record` (pretty JSON + newline).
     pub path: Option<PathBuf>,
-    pub record: Option<Value>,
+    pub record: Option<Arc<dyn RecordBody>>,
     pub export: Option<ExportFields>,
 }
 
+/// Acknowledgement of one durable trace write (`Err` carries the I/O error text).
+type Ack = oneshot::Sender<Result<(), String>>;
+
 enum Msg {
-    Job(Box<TraceJob>),
+    /// A job; with an ack, the trace is fsynced before the ack is sent.
+    Job(Box<TraceJob>, Option<Ack>),
     Flush(oneshot::Sender<()>),
 }
+
+/// Counters of the writer (read by metrics and tests).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Trace files written.
+    pub written: AtomicU64,
+    /// Trace writes that failed (I/O or serialization).
+    pub failed: AtomicU64,
+    /// Jobs refused because the queue stayed full for the whole bounded wait.
+    pub queue_timeouts: AtomicU64,
+}
+
+/// Why a job was not accepted or not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("trace writer stopped")]
+    Closed,
+    #[error("trace queue full for {0:?}")]
+    QueueTimeout(Duration),
+    #[error("trace write failed: {0}")]
+    Write(String),
+}
+
+/// How long a request waits for queue capacity before it is refused.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Exporter destinations.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +85,8 @@ pub struct WriterConfig {
 #[derive(Debug, Clone)]
 pub struct TraceWriter {
     tx: mpsc::Sender<Msg>,
+    stats: Arc<WriterStats>,
+    wait: Duration,
 }
 
 /// Join handle of the writer thread.
@@ -66,10 +101,6 @@ impl WriterThread {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("trace writer stopped")]
-pub struct WriterClosed;
-
 impl TraceWriter {
     /// Start the writer thread with a queue of `capacity` jobs.
     pub fn spawn(
@@ -77,31 +108,72 @@ impl TraceWriter {
         capacity: usize,
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
         let handle = std::thread::Builder::new()
             .name("gait-trace-writer".into())
-            .spawn(move || run(cfg, rx))?;
-        Ok((TraceWriter { tx }, WriterThread(handle)))
+            .spawn(move || run(cfg, rx, &st))?;
+        Ok((
+            TraceWriter {
+                tx,
+                stats,
+                wait: DEFAULT_QUEUE_WAIT,
+            },
+            WriterThread(handle),
+        ))
     }
 
-    /// Enqueue a job; waits only if the queue is full (backpressure, no I/O).
-    pub async fn submit(&self, job: TraceJob) -> Result<(), WriterClosed> {
-        match self.tx.try_send(Msg::Job(Box::new(job))) {
+    /// The same writer with another bounded queue wait.
+    pub fn with_queue_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    async fn send(&self, m: Msg) -> Result<(), SubmitError> {
+        match self.tx.try_send(m) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(m)) => {
-                self.tx.send(m).await.map_err(|_| WriterClosed)
+                match self.tx.send_timeout(m, self.wait).await {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        self.stats.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+                        Err(SubmitError::QueueTimeout(self.wait))
+                    }
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(SubmitError::Closed),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriterClosed),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
         }
     }
 
+    /// Enqueue a job; waits (bounded) only if the queue is full (backpressure, no I/O).
+    pub async fn submit(&self, job: TraceJob) -> Result<(), SubmitError> {
+        self.send(Msg::Job(Box::new(job), None)).await
+    }
+
+    /// Enqueue a job and wait until its trace is written and fsynced (fail-closed recording).
+    /// The writer groups the directory fsyncs of one batch, so concurrent callers share them.
+    pub async fn submit_durable(&self, job: TraceJob) -> Result<(), SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Job(Box::new(job), Some(tx))).await?;
+        rx.await
+            .map_err(|_| SubmitError::Closed)?
+            .map_err(SubmitError::Write)
+    }
+
     /// Wait until everything enqueued before this call is on disk.
-    pub async fn flush(&self) -> Result<(), WriterClosed> {
+    pub async fn flush(&self) -> Result<(), SubmitError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Msg::Flush(tx))
             .await
-            .map_err(|_| WriterClosed)?;
-        rx.await.map_err(|_| WriterClosed)
+            .map_err(|_| SubmitError::Closed)?;
+        rx.await.map_err(|_| SubmitError::Closed)
     }
 }
 
@@ -123,7 +195,7 @@ fn open_append(p: &Path) -> std::io::Result<BufWriter<File>> {
     Ok(BufWriter::new(f))
 }
 
-fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>) {
+fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
     let mut sinks = Sinks {
         log: cfg.export_log_out.as_deref().and_then(|p| {
             open_append(p)
@@ -146,9 +218,31 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         let mut acks = Vec::new();
+        let mut durable: Vec<(Ack, Result<(), String>)> = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
         for m in batch.drain(..) {
             match m {
-                Msg::Job(job) => write_job(&mut sinks, &job),
+                Msg::Job(job, ack) => {
+                    let r = write_job(&mut sinks, &job, ack.is_some());
+                    match &r {
+                        Ok(true) => {
+                            stats.written.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => {}
+                        Err(_) => {
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(ack) = ack {
+                        if let (Ok(true), Some(d)) =
+                            (&r, job.path.as_deref().and_then(Path::parent))
+                            && !dirs.iter().any(|x| x == d)
+                        {
+                            dirs.push(d.to_path_buf());
+                        }
+                        durable.push((ack, r.map(|_| ()).map_err(|e| e.to_string())));
+                    }
+                }
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
@@ -157,17 +251,49 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>) {
                 tracing::error!(error = %e, "Exporter flush failed.");
             }
         }
+        // one fsync per directory per batch makes the renames of the whole batch durable
+        let dir_err = dirs.iter().find_map(|d| {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .err()
+                .map(|e| format!("fsync {}: {e}", d.display()))
+        });
+        for (ack, r) in durable {
+            let r = match (r, &dir_err) {
+                (Ok(()), Some(e)) => Err(e.clone()),
+                (r, _) => r,
+            };
+            let _ = ack.send(r);
+        }
         for a in acks {
             let _ = a.send(());
         }
     }
+    let failed = stats.failed.load(Ordering::Relaxed);
+    let timeouts = stats.queue_timeouts.load(Ordering::Relaxed);
+    if failed > 0 || timeouts > 0 {
+        tracing::error!(
+            written = stats.written.load(Ordering::Relaxed),
+            failed,
+            queue_timeouts = timeouts,
+            "Trace writer stopped with failures."
+        );
+    }
 }
 
-fn write_job(sinks: &mut Sinks, job: &TraceJob) {
-    if let (Some(path), Some(record)) = (&job.path, &job.record)
-        && let Err(e) = write_atomic(path, record)
-    {
-        tracing::error!(path = %path.display(), error = %e, "Trace write failed.");
+/// Write one job; `Ok(true)` when a trace file was written, `Err` when that write failed
+/// (exporter lines are best effort). `sync`: fsync the file before the rename.
+fn write_job(sinks: &mut Sinks, job: &TraceJob, sync: bool) -> std::io::Result<bool> {
+    let mut out = Ok(false);
+    if let (Some(path), Some(record)) = (&job.path, &job.record) {
+        out = record
+            .to_pretty_json()
+            .map_err(std::io::Error::other)
+            .and_then(|b| write_file(path, b, sync))
+            .map(|()| true);
+        if let Err(e) = &out {
+            tracing::error!(path = %path.display(), error = %e, "Trace write failed.");
+        }
     }
     if let Some(x) = &job.export {
         if let Some(s) = &mut sinks.log {
@@ -177,10 +303,15 @@ fn write_job(sinks: &mut Sinks, job: &TraceJob) {
             let _ = writeln!(s, "{}", otel_line(x));
         }
     }
+    out
 }
 
-/// Pretty JSON, trailing newline, temp file + rename, 0600; parent dirs created 0750.
-pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
+/// `buf` + trailing newline, temp file + rename, 0600; parent dirs created 0750.
+pub fn write_atomic(path: &Path, buf: Vec<u8>) -> std::io::Result<()> {
+    write_file(path, buf, false)
+}
+
+fn write_file(path: &Path, mut buf: Vec<u8>, sync: bool) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.as_os_str().is_empty() {
@@ -189,7 +320,6 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
             .mode(0o750)
             .create(dir)?;
     }
-    let mut buf = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     buf.push(b'\n');
     let name = path
         .file_name()
@@ -204,6 +334,9 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&buf)?;
+        if sync {
+            f.sync_data()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }
@@ -270,7 +403,7 @@ mod tests {
         for i in 0..10 {
             w.submit(TraceJob {
                 path: Some(tmp.path().join(format!("t/trace_{i}.json"))),
-                record: Some(json!({"n": i})),
+                record: Some(Arc::new(json!({"n": i}))),
                 export: Some(ExportFields {
                     trace_id: format!("id{i}"),
                     verdict: "allow".into(),
@@ -299,5 +432,53 @@ mod tests {
         let first: Value = serde_json::from_str(otel.lines().next().unwrap()).unwrap();
         assert_eq!(first["attributes"]["gait.verdict"], "allow");
         assert_eq!(first["attributes"]["gait.reason_codes"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn durable_submit_acks_success_and_failure_and_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        let (w, thread) = TraceWriter::spawn(WriterConfig::default(), 4).unwrap();
+        let job = |p: PathBuf| TraceJob {
+            path: Some(p),
+            record: Some(Arc::new(json!({"n": 1}))),
+            export: None,
+        };
+        w.submit_durable(job(tmp.path().join("ok/t.json")))
+            .await
+            .unwrap();
+        assert!(tmp.path().join("ok/t.json").is_file());
+        let e = w
+            .submit_durable(job(tmp.path().join("file/t.json")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SubmitError::Write(_)), "{e}");
+        // asynchronous submits report nothing but are counted
+        w.submit(job(tmp.path().join("file/u.json"))).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 1);
+        assert_eq!(w.stats().failed.load(Ordering::Relaxed), 2);
+        drop(w);
+        thread.join().await;
+    }
+
+    #[tokio::test]
+    async fn full_queue_wait_is_bounded_and_counted() {
+        // a writer whose thread is gone keeps the queue full: capacity 1, receiver alive
+        let (tx, _rx) = mpsc::channel(1);
+        let w = TraceWriter {
+            tx,
+            stats: Arc::default(),
+            wait: Duration::from_millis(20),
+        };
+        let job = || TraceJob {
+            path: None,
+            record: None,
+            export: None,
+        };
+        w.submit(job()).await.unwrap();
+        let e = w.submit(job()).await.unwrap_err();
+        assert!(matches!(e, SubmitError::QueueTimeout(_)), "{e}");
+        assert_eq!(w.stats().queue_timeouts.load(Ordering::Relaxed), 1);
     }
 }
