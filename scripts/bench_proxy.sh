@@ -18,7 +18,8 @@ CONNS="${CONNS:-32}"
 THREADS="${THREADS:-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release/gait"
-UP_BIN="$TARGET_DIR/release/examples/bench_upstream"
+UP_TARGET="$TARGET_DIR/bench_upstream"
+UP_BIN="$UP_TARGET/release/bench_upstream"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk not found; installing the apt package"
@@ -26,7 +27,8 @@ if ! command -v wrk >/dev/null 2>&1; then
     || { echo "cannot install wrk" >&2; exit 1; }
 fi
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
-  timeout 1800 cargo build --release --bin gait --example bench_upstream
+  timeout 1800 cargo build --release --bin gait
+  (cd scripts/bench_upstream && CARGO_TARGET_DIR="$UP_TARGET" timeout 1200 cargo build --release)
 fi
 
 WORK="$(mktemp -d)"

@@ -16,7 +16,13 @@ fn openai(name: &str) -> Value {
 
 #[tokio::test]
 async fn evaluate_json_sse_stream_and_statuses() {
-    let (gait, calls, up_stop) = setup(|c| c.http_verdict_status = VerdictStatusMode::Strict).await;
+    let (gait, calls, up_stop) = setup(|c| {
+        c.http_verdict_status = VerdictStatusMode::Strict;
+        let base = c.trace_dir.parent().unwrap().to_path_buf();
+        c.export_log_out = Some(base.join("decisions.jsonl"));
+        c.export_otel_out = Some(base.join("otel.jsonl"));
+    })
+    .await;
     let http = reqwest::Client::new();
     // allow, JSON
     let res = http
@@ -82,6 +88,22 @@ async fn evaluate_json_sse_stream_and_statuses() {
     up_stop.cancel();
     assert!(std::path::Path::new(&trace_path).exists());
     assert_eq!(trace_files(dir.path()).len(), 4);
+    let log = std::fs::read_to_string(dir.path().join("decisions.jsonl")).unwrap();
+    let verdicts: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["verdict"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec!["allow", "block", "require_approval", "allow"]
+    );
+    let otel = std::fs::read_to_string(dir.path().join("otel.jsonl")).unwrap();
+    assert_eq!(otel.lines().count(), 4);
 }
 
 #[tokio::test]

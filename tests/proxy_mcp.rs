@@ -32,12 +32,12 @@ async fn gate_matrix(version: ProtocolVersion) {
     let (gait, calls, up_stop) = setup(|_| {}).await;
     let client = client_at(gait.url("/mcp"), version).await;
 
-    // tools/list is filtered by the same policy: secret_tool and delete_all are blocked and
-    // write_file needs approval, which the MCP path cannot grant, so none can ever be allowed.
+    // tools/list is filtered by the same policy: secret_tool and delete_all are always
+    // blocked; write_file (require_approval) stays visible.
     let tools = client.list_tools(None).await.unwrap();
     let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, vec!["echo", "progress"]);
+    assert_eq!(names, vec!["echo", "progress", "write_file"]);
 
     // an allowed call reaches the tool
     let res = client
@@ -99,6 +99,10 @@ async fn gate_matrix(version: ProtocolVersion) {
         .map(|p| {
             let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
             assert!(v["signature"]["sig"].is_string());
+            // signed on the writer thread over sha256(JCS(record minus signature))
+            let mut unsigned = v.clone();
+            unsigned.as_object_mut().unwrap().remove("signature");
+            assert_eq!(v["signature"]["signed_digest"], gait::canon::digest(&unsigned));
             v["verdict"].as_str().unwrap().to_string()
         })
         .collect();

@@ -472,3 +472,56 @@ async fn unknown_path_and_wrong_method() {
     gait.shutdown().await;
     up_stop.cancel();
 }
+
+#[tokio::test]
+async fn tools_list_json_response_is_filtered() {
+    // A minimal upstream that answers tools/list with plain JSON (no SSE).
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    let tools: Vec<Value> = TOOLS
+                        .iter()
+                        .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+                        .collect();
+                    let body = json!({"jsonrpc":"2.0","id":2,"result":{"tools": tools}});
+                    let mut res =
+                        hyper::Response::new(Full::new(bytes::Bytes::from(body.to_string())));
+                    res.headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(res)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = base_config(dir.path(), &format!("http://{up_addr}/mcp"));
+    let gait = start_gait(dir, cfg, &[]).await;
+    let http = reqwest::Client::new();
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+    let res = rpc_post(&http, &gait.url("/mcp"), &list)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("content-length").is_none_or(|l| l != "0"));
+    let v: Value = res.json().await.unwrap();
+    let mut names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["echo", "progress", "write_file"]);
+    gait.shutdown().await;
+    server.abort();
+}

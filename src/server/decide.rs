@@ -13,6 +13,18 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A trace record the writer thread can serialize (pretty JSON), so the request path never
+/// serializes it and typed records keep their own key order.
+pub trait RecordBody: Send + Sync + std::fmt::Debug + 'static {
+    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>>;
+}
+
+impl RecordBody for Value {
+    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+    }
+}
+
 /// One decision request.
 #[derive(Debug, Clone, Copy)]
 pub struct DecideRequest<'a> {
@@ -40,7 +52,7 @@ pub struct Decision {
     /// and `exit_code`, which the server adds.
     pub output: Map<String, Value>,
     /// The signed TraceRecord to write, if the engine produced one.
-    pub trace: Option<Value>,
+    pub trace: Option<Arc<dyn RecordBody>>,
 }
 
 /// A decision failure (bad payload, secret in args, oss-prod rejection, …): HTTP 400 on the
@@ -52,7 +64,8 @@ pub struct DecideError(pub String);
 /// A compiled policy that can decide tool calls.
 pub trait Decide: Send + Sync + 'static {
     fn decide(&self, req: &DecideRequest<'_>) -> Result<Decision, DecideError>;
-    /// False only if no call of this tool can be allowed by the policy.
+    /// False only when every call of this tool is certainly blocked (same contract as
+    /// `policy::Policy::could_allow_tool`); used to filter `tools/list`.
     fn could_allow_tool(&self, name: &str) -> bool;
     fn policy_digest(&self) -> &str;
 }

@@ -5,7 +5,8 @@
 //! headers are dropped both ways; SSE responses stream frame by frame with
 //! `X-Accel-Buffering: no` and idle keep-alive comments, with no total timeout (only the
 //! response *head* has a deadline); upstream failures become JSON-RPC errors carrying the
-//! request id (502, or 504 on timeout).
+//! request id (502, or 504 on timeout). With token auth, an `Mcp-Session-Id` is bound to the
+//! identity that first used it, and is unknown (404) to every other identity.
 
 use super::error::{ResBody, json_response};
 use super::gate::GateOutcome;
@@ -79,12 +80,52 @@ pub struct ForwardTimeouts {
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Most sessions remembered for identity binding; beyond that new sessions are not bound
+/// (logged once per overflow) rather than evicting live bindings.
+const MAX_BOUND_SESSIONS: usize = 100_000;
+
+/// `(upstream, session id)` → identity.
+#[derive(Debug, Default)]
+pub struct SessionBindings {
+    map: parking_lot::Mutex<std::collections::HashMap<(usize, String), Arc<str>>>,
+}
+
+impl SessionBindings {
+    /// True if `identity` may use `sid`; binds an unbound id to it.
+    fn admit(&self, up: usize, sid: &str, identity: &Arc<str>) -> bool {
+        let mut m = self.map.lock();
+        match m.get(&(up, sid.to_string())) {
+            Some(owner) => owner == identity,
+            None => {
+                if m.len() < MAX_BOUND_SESSIONS {
+                    m.insert((up, sid.to_string()), identity.clone());
+                }
+                true
+            }
+        }
+    }
+
+    fn bind(&self, up: usize, sid: &str, identity: &Arc<str>) {
+        let mut m = self.map.lock();
+        if m.len() < MAX_BOUND_SESSIONS {
+            m.insert((up, sid.to_string()), identity.clone());
+        } else {
+            tracing::warn!("Session binding table full; new session not bound to its identity.");
+        }
+    }
+
+    fn forget(&self, up: usize, sid: &str) {
+        self.map.lock().remove(&(up, sid.to_string()));
+    }
+}
+
 /// The innermost service for MCP routes.
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     client: HttpClient,
     upstreams: Arc<[Upstream]>,
     timeouts: ForwardTimeouts,
+    sessions: Arc<SessionBindings>,
 }
 
 impl Forwarder {
@@ -110,6 +151,7 @@ impl Forwarder {
             client,
             upstreams: upstreams.into(),
             timeouts,
+            sessions: Arc::default(),
         }
     }
 
@@ -184,6 +226,28 @@ impl Forwarder {
             ),
             _ => (Value::Null, false),
         };
+        let identity = req
+            .extensions()
+            .get::<super::auth::Identity>()
+            .map(|i| i.0.clone());
+        let sid = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if let (Some(who), Some(s)) = (&identity, &sid)
+            && !initialize
+            && !self.sessions.admit(idx, s, who)
+        {
+            return upstream_error(
+                StatusCode::NOT_FOUND,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "gait: session not found".into(),
+            );
+        }
+        let is_delete = req.method() == http::Method::DELETE;
         let (parts, body) = req.into_parts();
         let path_and_query = match parts.uri.query() {
             Some(q) if up.path.contains('?') => format!("{}&{q}", up.path),
@@ -246,6 +310,21 @@ impl Forwarder {
         };
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(who) = &identity {
+            if let Some(minted) = parts
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                self.sessions.bind(idx, minted, who);
+            }
+            if is_delete
+                && parts.status.is_success()
+                && let Some(s) = &sid
+            {
+                self.sessions.forget(idx, s);
+            }
+        }
         let is_sse = parts
             .headers
             .get(header::CONTENT_TYPE)

@@ -16,6 +16,22 @@
 //! Every rejection is built by [`error::reject`] and returned as `Ok(Response)`; the stack's
 //! error type is `Infallible`.
 //!
+//! # Wire contracts
+//! - **Denial** of a `tools/call` (any non-allow verdict): a JSON-RPC error with the request's
+//!   `id`, `error.code = -32001`, and `error.data = {verdict, reason_codes, violations, trace_id,
+//!   policy_digest, tool_name}`; header `X-Gait-Verdict: <verdict>`. HTTP 200 in `compat` mode;
+//!   403 (block) / 409 (require_approval, dry_run) in `strict` mode. A payload the gate cannot
+//!   evaluate gives `-32602` with `data.verdict = "error"` (HTTP 200 compat / 400 strict). In a
+//!   2025-03-26 batch with any denied call nothing is forwarded and every request element gets an
+//!   error (`data.verdict = "batch_rejected"` for the others).
+//! - **Transport rejections** (401/403/404/405/408/413/415/503): `{"ok":false,"error","error_code"}`.
+//!   Upstream failures on MCP routes: JSON-RPC error with the request id, 502 (`-32002`) or 504
+//!   (`-32003`).
+//! - **Tokens** (`--auth-mode token --auth-token-env VAR`): `VAR` holds
+//!   `identity=token[,identity2=token2…]`, or one bare token whose identity is `token`. The
+//!   identity becomes `context.identity` of every call, and an `Mcp-Session-Id` is bound to the
+//!   identity that first used it.
+//!
 //! # Invariants
 //! - The request path never does blocking file I/O: the policy is compiled once and swapped
 //!   atomically on reload ([`decide::GateHandle`]); traces go through a bounded queue.
@@ -26,6 +42,7 @@
 pub mod auth;
 pub mod config;
 pub mod decide;
+pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod forward;
@@ -92,8 +109,14 @@ impl ServeError {
     }
 }
 
-/// The default policy loader: the real gate engine once merged; until then [`shim::ShimEngine`].
-pub fn default_loader() -> Loader {
+/// The policy loader `gait mcp serve` uses: the gate engine ([`engine::loader`]).
+pub fn default_loader(cfg: &ServeConfig) -> Result<Loader, ServeError> {
+    engine::loader(cfg)
+}
+
+/// The stand-in loader ([`shim::ShimEngine`]): a small policy subset, no Go-compatible
+/// digests. Kept for unit tests of the server that must not depend on the engine.
+pub fn shim_loader() -> Loader {
     Arc::new(|p: &Path| shim::ShimEngine::load(p).map(|e| Box::new(e) as Box<dyn Decide>))
 }
 
@@ -193,7 +216,11 @@ pub fn stack(
         // decide every tools/call and evaluate request
         .layer(gate::GateLayer::new(settings))
         // record every decision (also denials that never reach the upstream)
-        .layer(record::TraceLayer::new(writer, cfg.trace_dir.clone()))
+        .layer(record::TraceLayer::new(
+            writer,
+            cfg.trace_dir.clone(),
+            cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
+        ))
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));
@@ -207,7 +234,7 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let rt = Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader())?;
+    let rt = Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader(&cfg)?)?;
     serve_with(listener, cfg, rt, shutdown).await
 }
 
@@ -397,7 +424,9 @@ pub fn run_cli(cfg: ServeConfig, correlation_id: &str) -> u8 {
         Err(e) => return fail(format!("start runtime: {e}"), crate::exit::INTERNAL),
     };
     rt.block_on(async {
-        let runtime = match Runtime::from_config(&cfg, |k| std::env::var(k).ok(), default_loader()) {
+        let runtime = match default_loader(&cfg)
+            .and_then(|l| Runtime::from_config(&cfg, |k| std::env::var(k).ok(), l))
+        {
             Ok(r) => r,
             Err(e) => return fail(e.to_string(), e.exit_code()),
         };

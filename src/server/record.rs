@@ -23,13 +23,16 @@ pub struct TracePath(pub PathBuf);
 pub struct TraceLayer {
     writer: TraceWriter,
     dir: Arc<Path>,
+    exports: bool,
 }
 
 impl TraceLayer {
-    pub fn new(writer: TraceWriter, dir: PathBuf) -> Self {
+    /// `exports`: whether exporter lines are wanted (a JSONL exporter is configured).
+    pub fn new(writer: TraceWriter, dir: PathBuf, exports: bool) -> Self {
         TraceLayer {
             writer,
             dir: dir.into(),
+            exports,
         }
     }
 }
@@ -41,6 +44,7 @@ impl<S> Layer<S> for TraceLayer {
             inner,
             writer: self.writer.clone(),
             dir: self.dir.clone(),
+            exports: self.exports,
         }
     }
 }
@@ -50,6 +54,7 @@ pub struct TraceRecorder<S> {
     inner: S,
     writer: TraceWriter,
     dir: Arc<Path>,
+    exports: bool,
 }
 
 /// Go's `normalizeRunID`: `[^A-Za-z0-9_-]+` → `_`, trim `_`, prefix `run_` unless present.
@@ -79,9 +84,11 @@ pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
     dir.join(format!("trace_{}_{ts}.json", normalize_run_id(run_id)))
 }
 
-fn job(d: &Decision, path: PathBuf) -> TraceJob {
+/// The job for one decision; the signed record is moved out of the decision (nothing inward
+/// needs it), so no deep copy is made on the request path.
+fn job(d: &mut Decision, path: PathBuf, exports: bool) -> TraceJob {
     TraceJob {
-        export: Some(ExportFields {
+        export: exports.then(|| ExportFields {
             run_id: d.run_id.clone(),
             session_id: d.session_id.clone(),
             trace_id: d.trace_id.clone(),
@@ -92,7 +99,7 @@ fn job(d: &Decision, path: PathBuf) -> TraceJob {
             policy_digest: d.policy_digest.clone(),
             intent_digest: d.intent_digest.clone(),
         }),
-        record: d.trace.clone(),
+        record: d.trace.take(),
         path: Some(path),
     }
 }
@@ -119,14 +126,16 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let writer = self.writer.clone();
         let dir = self.dir.clone();
+        let exports = self.exports;
         Box::pin(async move {
             let mut jobs = Vec::new();
             let mut eval_path = None;
-            match req.extensions().get::<GateOutcome>() {
+            match req.extensions_mut().get_mut::<GateOutcome>() {
                 Some(GateOutcome::Mcp(o)) => {
-                    for c in &o.calls {
-                        if let Ok(d) = &c.result {
-                            jobs.push(job(d, trace_file(&dir, &d.run_id)));
+                    for c in &mut o.calls {
+                        if let Ok(d) = &mut c.result {
+                            let path = trace_file(&dir, &d.run_id);
+                            jobs.push(job(d, path, exports));
                         }
                     }
                 }
@@ -135,7 +144,7 @@ where
                         .trace_path
                         .clone()
                         .unwrap_or_else(|| trace_file(&dir, &o.decision.run_id));
-                    jobs.push(job(&o.decision, path.clone()));
+                    jobs.push(job(&mut o.decision, path.clone(), exports));
                     eval_path = Some(path);
                 }
                 None => {}

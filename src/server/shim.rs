@@ -15,6 +15,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Map, Value, json};
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug)]
 struct Rule {
@@ -343,7 +344,7 @@ impl Decide for ShimEngine {
             run_id,
             session_id,
             output: out,
-            trace: Some(trace),
+            trace: Some(Arc::new(trace)),
         })
     }
 
@@ -364,7 +365,7 @@ impl Decide for ShimEngine {
             if cands.is_empty() {
                 continue;
             }
-            if cands.iter().any(|r| r.effect == Verdict::Allow) {
+            if cands.iter().any(|r| r.effect != Verdict::Block) {
                 return true;
             }
             if cands
@@ -374,7 +375,7 @@ impl Decide for ShimEngine {
                 return false;
             }
         }
-        self.default_verdict == Verdict::Allow
+        self.default_verdict != Verdict::Block
     }
 
     fn policy_digest(&self) -> &str {
@@ -410,7 +411,9 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Allow);
         assert_eq!(d.reason_codes, vec!["default_allow"]);
         assert_eq!(d.trace_id.len(), 24);
-        assert!(d.trace.unwrap().get("signature").is_some());
+        let t = d.trace.unwrap().to_pretty_json().unwrap();
+        let t: Value = serde_json::from_slice(&t).unwrap();
+        assert!(t.get("signature").is_some());
         assert!(!e.could_allow_tool("tool.delete"));
         assert!(e.could_allow_tool("tool.read"));
         assert!(

@@ -7,10 +7,12 @@
 //! exits after the queue is closed and empty, so a graceful shutdown loses nothing that was
 //! enqueued.
 
+use super::decide::RecordBody;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Exporter line fields of one decision (gate.md §7.1).
@@ -32,7 +34,7 @@ pub struct ExportFields {
 pub struct TraceJob {
     /// Where to write `record` (pretty JSON + newline).
     pub path: Option<PathBuf>,
-    pub record: Option<Value>,
+    pub record: Option<Arc<dyn RecordBody>>,
     pub export: Option<ExportFields>,
 }
 
@@ -165,7 +167,10 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>) {
 
 fn write_job(sinks: &mut Sinks, job: &TraceJob) {
     if let (Some(path), Some(record)) = (&job.path, &job.record)
-        && let Err(e) = write_atomic(path, record)
+        && let Err(e) = record
+            .to_pretty_json()
+            .map_err(std::io::Error::other)
+            .and_then(|b| write_atomic(path, b))
     {
         tracing::error!(path = %path.display(), error = %e, "Trace write failed.");
     }
@@ -179,8 +184,8 @@ fn write_job(sinks: &mut Sinks, job: &TraceJob) {
     }
 }
 
-/// Pretty JSON, trailing newline, temp file + rename, 0600; parent dirs created 0750.
-pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
+/// `buf` + trailing newline, temp file + rename, 0600; parent dirs created 0750.
+pub fn write_atomic(path: &Path, mut buf: Vec<u8>) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.as_os_str().is_empty() {
@@ -189,7 +194,6 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
             .mode(0o750)
             .create(dir)?;
     }
-    let mut buf = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     buf.push(b'\n');
     let name = path
         .file_name()
@@ -270,7 +274,7 @@ mod tests {
         for i in 0..10 {
             w.submit(TraceJob {
                 path: Some(tmp.path().join(format!("t/trace_{i}.json"))),
-                record: Some(json!({"n": i})),
+                record: Some(Arc::new(json!({"n": i}))),
                 export: Some(ExportFields {
                     trace_id: format!("id{i}"),
                     verdict: "allow".into(),

@@ -255,7 +255,8 @@ pub async fn start_gait(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let rt = Runtime::from_config(&cfg, |k| env.get(k).cloned(), default_loader()).unwrap();
+    let loader = default_loader(&cfg).unwrap();
+    let rt = Runtime::from_config(&cfg, |k| env.get(k).cloned(), loader).unwrap();
     let stop = CancellationToken::new();
     let policy = cfg.policy.clone().unwrap();
     let handle = tokio::spawn(serve_with(

@@ -1,7 +1,7 @@
 //! Minimal hyper 1 HTTP/1.1 upstream for `scripts/bench_proxy.sh`: answers every request with a
 //! fixed 2-line JSON-RPC `tools/call` result, as fast as possible.
 //!
-//! Usage: `bench_upstream 127.0.0.1:PORT`
+//! Usage: `bench_upstream 127.0.0.1:PORT` (built by `scripts/bench_proxy.sh`).
 
 use bytes::Bytes;
 use http_body_util::Full;
