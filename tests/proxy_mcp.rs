@@ -102,7 +102,10 @@ async fn gate_matrix(version: ProtocolVersion) {
             // signed on the writer thread over sha256(JCS(record minus signature))
             let mut unsigned = v.clone();
             unsigned.as_object_mut().unwrap().remove("signature");
-            assert_eq!(v["signature"]["signed_digest"], gait::canon::digest(&unsigned));
+            assert_eq!(
+                v["signature"]["signed_digest"],
+                gait::canon::digest(&unsigned)
+            );
             v["verdict"].as_str().unwrap().to_string()
         })
         .collect();

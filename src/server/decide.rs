@@ -53,6 +53,11 @@ pub struct Decision {
     pub output: Map<String, Value>,
     /// The signed TraceRecord to write, if the engine produced one.
     pub trace: Option<Arc<dyn RecordBody>>,
+    /// The most restrictive `rate_limit` of the matched rules (enforced by the gate layer
+    /// after an allow).
+    pub rate_limit: Option<crate::ops::ratelimit::RateSpec>,
+    /// Set when the gate layer refused the call for a rate limit: seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// A decision failure (bad payload, secret in args, oss-prod rejection, …): HTTP 400 on the
