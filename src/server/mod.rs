@@ -3,12 +3,17 @@
 //!
 //! # Stack (outermost first; assembled in [`stack`])
 //! 1. [`route`]: classify the path once (`Route` extension); wrong method → 405.
+//!    [`metrics`] (when ops are wired): count every response, auth / body-limit rejections,
+//!    upstream latency, SSE streams and MCP sessions.
 //! 2. [`auth`]: bearer tokens (constant time) → `Identity`; 401 otherwise. Health is public.
 //! 3. [`headers`]: Origin/Host (DNS rebinding, 403) and Content-Type (415), before any body read.
 //! 4. [`limit`]: buffer the body up to `max_request_bytes` (413 otherwise; also without
 //!    Content-Length) into `Request<Bytes>`.
-//! 5. [`gate`]: decide every `tools/call` / evaluate request (`GateOutcome`); filter `tools/list`.
+//! 5. [`gate`]: decide every `tools/call` / evaluate request (`GateOutcome`); filter `tools/list`;
+//!    after an allow, count policy `rate_limit`s and the per-token limit (`rate_limit_exceeded`).
 //! 6. [`record`]: enqueue one signed TraceRecord per decision to the [`writer`] thread.
+//!    [`journal`]: append every decided `tools/call` of an MCP session to its journal (durable
+//!    before forwarding; 503 + `Retry-After` when the journal is contended).
 //! 7. [`verdict`]: non-allow → JSON-RPC error with the request id (upstream never contacted);
 //!    compat/strict status mapping; `X-Gait-Verdict`.
 //! 8. [`router`]: health / readiness / evaluate rendering / [`forward`] to the upstream.
@@ -48,6 +53,7 @@ pub mod evaluate;
 pub mod forward;
 pub mod gate;
 pub mod headers;
+pub mod journal;
 pub mod jsonrpc;
 pub mod limit;
 pub mod metrics;
@@ -140,6 +146,8 @@ pub struct Runtime {
     pub reload: Arc<Notify>,
     /// Metrics and rate limits; `None` = the stack runs without them.
     pub ops: Option<OpsHooks>,
+    /// Session journals of the proxy path; `None` = nothing is journaled.
+    pub journals: Option<Arc<journal::Journals>>,
 }
 
 impl Runtime {
@@ -163,6 +171,7 @@ impl Runtime {
             upstream_auth,
             reload: Arc::new(Notify::new()),
             ops: None,
+            journals: None,
         })
     }
 }
@@ -239,6 +248,8 @@ pub fn stack(
             cfg.trace_dir.clone(),
             cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
         ))
+        // journal every decided call of an MCP session before it goes on (durable first)
+        .layer(journal::JournalLayer::new(rt.journals.clone()))
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));
@@ -510,6 +521,11 @@ pub fn run_cli(
                 return fail(e.to_string(), code);
             }
         };
+        runtime.journals = Some(Arc::new(journal::Journals::new(
+            cfg.session_dir.clone(),
+            256,
+            Duration::from_secs(300),
+        )));
         runtime.ops = Some(OpsHooks {
             telemetry: ops.telemetry.clone(),
             rate_limiter: ops.rate_limiter.clone(),

@@ -78,6 +78,11 @@ pub fn normalize_run_id(raw: &str) -> String {
     }
 }
 
+/// Trace paths of the decided `tools/call`s of an MCP request, aligned with
+/// `McpOutcome::calls` (`None` for a call that could not be evaluated).
+#[derive(Debug, Clone)]
+pub struct CallTracePaths(pub Vec<Option<PathBuf>>);
+
 /// `<dir>/trace_<normalized run id>_<UTC 20060102T150405.000000000>.json`.
 pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
     let ts = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9f");
@@ -130,13 +135,21 @@ where
         Box::pin(async move {
             let mut jobs = Vec::new();
             let mut eval_path = None;
+            let mut call_paths = None;
             match req.extensions_mut().get_mut::<GateOutcome>() {
                 Some(GateOutcome::Mcp(o)) => {
+                    let mut paths = Vec::with_capacity(o.calls.len());
                     for c in &mut o.calls {
                         if let Ok(d) = &mut c.result {
                             let path = trace_file(&dir, &d.run_id);
+                            paths.push(Some(path.clone()));
                             jobs.push(job(d, path, exports));
+                        } else {
+                            paths.push(None);
                         }
+                    }
+                    if !paths.is_empty() {
+                        call_paths = Some(CallTracePaths(paths));
                     }
                 }
                 Some(GateOutcome::Eval(o)) => {
@@ -160,6 +173,9 @@ where
             }
             if let Some(p) = eval_path {
                 req.extensions_mut().insert(TracePath(p));
+            }
+            if let Some(p) = call_paths {
+                req.extensions_mut().insert(p);
             }
             inner.call(req).await
         })
