@@ -392,3 +392,54 @@ async fn per_token_limit_is_429_with_retry_after_in_strict_mode() {
     );
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn contended_journal_refuses_with_503_and_retry_after_and_reload_is_counted() {
+    let g = start(None, |_| {}, |_| {}).await;
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION)
+        .await
+        .expect("session id");
+    let (status, _, _) = tool_call(&client, &g.url, Some(&sid), 1, "echo").await;
+    assert_eq!(status, 200);
+    // Another process holds the journal's lock for longer than the lock timeout.
+    let journal = gait::session::naming::journal_path(&g.dir.path().join("sessions"), &sid);
+    let paths = gait::session::SessionPaths::new(&journal);
+    let held = tokio::task::spawn_blocking(move || {
+        gait::session::lock::SessionLock::acquire(&paths, &gait::session::LockConfig::default())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (status, retry, v) = tool_call(&client, &g.url, Some(&sid), 2, "echo").await;
+    assert_eq!(status, 503, "{v}");
+    assert!(retry.expect("Retry-After").parse::<u64>().unwrap() >= 1);
+    assert_eq!(v["id"], 2);
+    assert_eq!(v["error"]["code"], -32004);
+    assert_eq!(
+        g.calls.get("echo"),
+        1,
+        "a call that is not journaled is not forwarded"
+    );
+    drop(held);
+    let (status, _, _) = tool_call(&client, &g.url, Some(&sid), 3, "echo").await;
+    assert_eq!(status, 200);
+    // A policy edit is picked up by the poller and counted.
+    let policy = g.dir.path().join("policy.yaml");
+    std::fs::write(&policy, format!("{POLICY}# edited\n")).unwrap();
+    let mut reloaded = 0.0;
+    for _ in 0..100 {
+        let m = scrape(g.admin.unwrap()).await;
+        reloaded = value(&m, "gait_policy_reloads_total", &[("result", "ok")]);
+        if reloaded >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloaded, 1.0);
+    let dir = g.shutdown().await;
+    let (model, _) = gait::session::read_journal(&journal).unwrap();
+    let seqs: Vec<i64> = model.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, vec![1, 2], "the refused call left no event");
+    drop(dir);
+}

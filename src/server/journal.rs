@@ -63,6 +63,26 @@ impl Journals {
     }
 
     async fn writer(&self, session_id: &str) -> Result<JournalWriter, SessionError> {
+        {
+            let mut map = self.writers.lock().await;
+            if let Some((w, used)) = map.get_mut(session_id) {
+                *used = Instant::now();
+                return Ok(w.clone());
+            }
+        }
+        // Open without holding the map (start may wait for the journal lock); a concurrent
+        // open of the same session is harmless (start is idempotent) and the loser is dropped.
+        let run_id = Self::run_id(session_id);
+        let primary = naming::journal_path(&self.dir, session_id);
+        let opened =
+            match JournalWriter::open(JournalWriterConfig::new(primary, session_id, &run_id)).await
+            {
+                Err(e) if naming::is_identity_conflict(&e) => {
+                    let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
+                    JournalWriter::open(JournalWriterConfig::new(alt, session_id, &run_id)).await?
+                }
+                other => other?,
+            };
         let mut map = self.writers.lock().await;
         let now = Instant::now();
         if let Some((w, used)) = map.get_mut(session_id) {
@@ -81,19 +101,8 @@ impl Journals {
                 None => break,
             };
         }
-        let run_id = Self::run_id(session_id);
-        let primary = naming::journal_path(&self.dir, session_id);
-        let w = match JournalWriter::open(JournalWriterConfig::new(primary, session_id, &run_id))
-            .await
-        {
-            Err(e) if naming::is_identity_conflict(&e) => {
-                let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
-                JournalWriter::open(JournalWriterConfig::new(alt, session_id, &run_id)).await?
-            }
-            other => other?,
-        };
-        map.insert(session_id.to_string(), (w.clone(), now));
-        Ok(w)
+        map.insert(session_id.to_string(), (opened.clone(), now));
+        Ok(opened)
     }
 
     /// Append one decided call; resolves once it is durable, with its sequence.

@@ -423,7 +423,20 @@ async fn reload_task(
         }
         last = cur;
         let g = gate.clone();
-        let res = tokio::task::spawn_blocking(move || g.reload()).await;
+        let labels = telemetry.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let r = g.reload();
+            // Refresh the bounded metric labels from the new policy (one more parse, off the
+            // request path).
+            if let (Ok(_), Some(t), Some(p)) = (&r, &labels, g.path()) {
+                if let Ok(policy) = crate::policy::Policy::load(p) {
+                    let (tools, reasons) = crate::ops::telemetry::labels_for_policy(&policy);
+                    t.set_labels(tools, reasons);
+                }
+            }
+            r
+        })
+        .await;
         if let Some(t) = &telemetry {
             t.policy_reload(matches!(res, Ok(Ok(_))));
         }
