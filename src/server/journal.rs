@@ -17,7 +17,9 @@ use super::error::{BoxResponse, ResBody, json_response};
 use super::gate::GateOutcome;
 use super::jsonrpc;
 use super::record::CallTracePaths;
-use crate::session::{AppendInput, JournalWriter, JournalWriterConfig, SessionError, naming};
+use crate::session::{
+    AppendInput, JournalWriter, JournalWriterConfig, Options, SessionError, naming,
+};
 use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ pub struct Journals {
     dir: PathBuf,
     max_open: usize,
     idle: Duration,
+    options: Options,
     writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
 }
 
@@ -47,8 +50,21 @@ impl Journals {
             dir,
             max_open: max_open.max(1),
             idle,
+            options: Options::default(),
             writers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lock settings and producer version of the writers (`Options::from_env` in the server).
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    fn config(&self, journal: PathBuf, session_id: &str, run_id: &str) -> JournalWriterConfig {
+        let mut c = JournalWriterConfig::new(journal, session_id, run_id);
+        c.options = self.options.clone();
+        c
     }
 
     /// Stable run id of a proxied session.
@@ -74,15 +90,13 @@ impl Journals {
         // open of the same session is harmless (start is idempotent) and the loser is dropped.
         let run_id = Self::run_id(session_id);
         let primary = naming::journal_path(&self.dir, session_id);
-        let opened =
-            match JournalWriter::open(JournalWriterConfig::new(primary, session_id, &run_id)).await
-            {
-                Err(e) if naming::is_identity_conflict(&e) => {
-                    let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
-                    JournalWriter::open(JournalWriterConfig::new(alt, session_id, &run_id)).await?
-                }
-                other => other?,
-            };
+        let opened = match JournalWriter::open(self.config(primary, session_id, &run_id)).await {
+            Err(e) if naming::is_identity_conflict(&e) => {
+                let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
+                JournalWriter::open(self.config(alt, session_id, &run_id)).await?
+            }
+            other => other?,
+        };
         let mut map = self.writers.lock().await;
         let now = Instant::now();
         if let Some((w, used)) = map.get_mut(session_id) {

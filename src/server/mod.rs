@@ -428,11 +428,11 @@ async fn reload_task(
             let r = g.reload();
             // Refresh the bounded metric labels from the new policy (one more parse, off the
             // request path).
-            if let (Ok(_), Some(t), Some(p)) = (&r, &labels, g.path()) {
-                if let Ok(policy) = crate::policy::Policy::load(p) {
-                    let (tools, reasons) = crate::ops::telemetry::labels_for_policy(&policy);
-                    t.set_labels(tools, reasons);
-                }
+            if let (Ok(_), Some(t), Some(p)) = (&r, &labels, g.path())
+                && let Ok(policy) = crate::policy::Policy::load(p)
+            {
+                let (tools, reasons) = crate::ops::telemetry::labels_for_policy(&policy);
+                t.set_labels(tools, reasons);
             }
             r
         })
@@ -534,11 +534,10 @@ pub fn run_cli(
                 return fail(e.to_string(), code);
             }
         };
-        runtime.journals = Some(Arc::new(journal::Journals::new(
-            cfg.session_dir.clone(),
-            256,
-            Duration::from_secs(300),
-        )));
+        runtime.journals = Some(Arc::new(
+            journal::Journals::new(cfg.session_dir.clone(), 256, Duration::from_secs(300))
+                .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv)),
+        ));
         runtime.ops = Some(OpsHooks {
             telemetry: ops.telemetry.clone(),
             rate_limiter: ops.rate_limiter.clone(),
