@@ -356,7 +356,20 @@ async fn policy_rate_limit_blocks_in_compat_mode() {
         ),
         1.0
     );
-    g.shutdown().await;
+    let dir = g.shutdown().await;
+    let mut verdicts: Vec<String> = trace_files(dir.path())
+        .iter()
+        .map(|p| {
+            let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            v["verdict"].as_str().unwrap().to_string()
+        })
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        vec!["allow", "allow", "block"],
+        "the signed trace says block"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,12 @@ use std::sync::Arc;
 /// serializes it and typed records keep their own key order.
 pub trait RecordBody: Send + Sync + std::fmt::Debug + 'static {
     fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>>;
+
+    /// A copy recording `verdict` instead (the gate's rate-limit block after an allow);
+    /// `None` when this record type cannot be changed.
+    fn with_verdict(&self, _verdict: Verdict) -> Option<Arc<dyn RecordBody>> {
+        None
+    }
 }
 
 impl RecordBody for Value {

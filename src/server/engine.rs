@@ -39,6 +39,15 @@ impl RecordBody for DeferredSigned {
             .map_err(|e| serde_json::Error::custom(e.to_string()))?;
         serde_json::to_vec_pretty(&r)
     }
+
+    fn with_verdict(&self, verdict: crate::verdict::Verdict) -> Option<Arc<dyn RecordBody>> {
+        let mut record = self.record.clone();
+        record.verdict = verdict.as_str().to_string();
+        Some(Arc::new(DeferredSigned {
+            record,
+            signer: self.signer.clone(),
+        }))
+    }
 }
 
 impl std::fmt::Debug for EngineDecider {

@@ -283,8 +283,8 @@ fn gate_mcp(
 }
 
 /// After an allow: the global per-token limit, then the matched rules' `rate_limit`. A refused
-/// call becomes `block` / `rate_limit_exceeded` with a `Retry-After` hint. The signed trace
-/// record keeps the engine's verdict (it is built before the limit is counted).
+/// call becomes `block` / `rate_limit_exceeded` with a `Retry-After` hint; its signed trace
+/// record says `block` too (rules and digests stay the engine's).
 fn enforce_rate_limits(ops: &super::OpsHooks, identity: &str, tool: &str, d: &mut Decision) {
     use crate::verdict::Verdict;
     if d.verdict != Verdict::Allow {
@@ -301,6 +301,13 @@ fn enforce_rate_limits(ops: &super::OpsHooks, identity: &str, tool: &str, d: &mu
     d.verdict = Verdict::Block;
     d.reason_codes = vec!["rate_limit_exceeded".to_string()];
     d.retry_after = Some(r.retry_after_secs());
+    if let Some(t) = d
+        .trace
+        .as_ref()
+        .and_then(|t| t.with_verdict(Verdict::Block))
+    {
+        d.trace = Some(t);
+    }
     d.output.insert("verdict".into(), "block".into());
     d.output
         .insert("reason_codes".into(), json!(["rate_limit_exceeded"]));
