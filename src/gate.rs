@@ -211,6 +211,8 @@ impl McpDecision {
 pub struct CallDecision {
     pub output: McpDecision,
     pub trace: TraceRecord,
+    /// The most restrictive `rate_limit` of the matched rules (counted by `mcp serve`).
+    pub rate_limit: Option<policy::RateLimitSpec>,
 }
 
 impl CallDecision {
@@ -602,6 +604,7 @@ impl Engine {
         Ok(CallDecision {
             output,
             trace: record,
+            rate_limit: eval.rate_limit.clone(),
         })
     }
 

@@ -105,12 +105,72 @@ pub struct McpServeArgs {
     /// Graceful drain deadline in seconds.
     #[arg(long)]
     pub drain_timeout_secs: Option<u64>,
+    /// Project config file (default `.gait/config.yaml` when it exists; a missing explicit path
+    /// is an error). Layering: defaults → file → env (`GAIT_*`) → flags.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin listener serving `/metrics` (overrides `metrics.listen` and enables metrics).
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Retention caps (`0` = off), enforced by the background retention task.
+    #[arg(long, allow_hyphen_values = true)]
+    pub trace_max_age: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub trace_max_count: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub runpack_max_age: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub runpack_max_count: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pack_max_age: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pack_max_count: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub session_max_age: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub session_max_count: Option<i64>,
     /// Print one line of JSON at startup.
     #[arg(long)]
     pub json: bool,
 }
 
 impl McpServeArgs {
+    /// The ops config keys set by flags (`key`, raw value), validated like Go (ops.md §4):
+    /// a negative age or count is an error.
+    pub fn ops_flags(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        if let Some(l) = &self.admin_listen {
+            out.push(("metrics.enabled".to_string(), "true".to_string()));
+            out.push(("metrics.listen".to_string(), l.trim().to_string()));
+        }
+        let classes = [
+            ("trace", &self.trace_max_age, self.trace_max_count),
+            ("runpack", &self.runpack_max_age, self.runpack_max_count),
+            ("pack", &self.pack_max_age, self.pack_max_count),
+            ("session", &self.session_max_age, self.session_max_count),
+        ];
+        for (class, age, count) in classes {
+            if let Some(a) = age {
+                let a = a.trim();
+                if a.starts_with('-') {
+                    return Err(format!("parse --{class}-max-age: duration must be >= 0"));
+                }
+                if a != "0" {
+                    out.push((format!("retention.{class}.max_age"), a.to_string()));
+                }
+            }
+            if let Some(c) = count {
+                if c < 0 {
+                    return Err("retention max-count values must be >= 0".to_string());
+                }
+                if c > 0 {
+                    out.push((format!("retention.{class}.max_count"), c.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Layer the flags that were given over `cfg`.
     pub fn apply(&self, cfg: &mut ServeConfig) -> Result<(), ConfigError> {
         if let Some(p) = &self.policy {
@@ -231,11 +291,18 @@ fn set_opt<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
 }
 
 pub fn run(args: McpServeArgs, ctx: &Ctx) -> u8 {
-    let mut cfg = ServeConfig::default();
-    if let Err(e) = args.apply(&mut cfg).and_then(|()| cfg.validate()) {
+    let env = crate::ops::env::ProcessEnv;
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let (cfg, loaded) = match crate::ops::config::layered_serve_config(&args, &env, &base) {
+        Ok(v) => v,
+        Err(e) => {
+            return super::output::fail(args.json, &e.to_string(), Category::InvalidInput, ctx);
+        }
+    };
+    if let Err(e) = cfg.validate() {
         return super::output::fail(args.json, &e.to_string(), Category::InvalidInput, ctx);
     }
-    crate::server::run_cli(cfg, &ctx.correlation_id)
+    crate::server::run_cli(cfg, loaded, &ctx.correlation_id)
 }
 
 #[cfg(test)]

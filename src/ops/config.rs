@@ -1000,8 +1000,12 @@ pub fn layered_serve_config(
     env: &dyn Env,
     base: &Path,
 ) -> Result<(crate::server::config::ServeConfig, LoadedConfig), ConfigError> {
-    let location = ConfigLocation::resolve(None, env, base);
-    let mut loaded = load(&location, env, &[])?;
+    let location = ConfigLocation::resolve(args.config.as_deref(), env, base);
+    let flags = args.ops_flags().map_err(|message| ConfigError::Flag {
+        key: "mcp serve".into(),
+        message,
+    })?;
+    let mut loaded = load(&location, env, &flags)?;
     let mut cfg = crate::server::config::ServeConfig::default();
     loaded.config.apply_serve(&mut cfg, &loaded.sources)?;
     args.apply(&mut cfg).map_err(|e| ConfigError::Flag {

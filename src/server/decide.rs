@@ -17,6 +17,12 @@ use std::sync::Arc;
 /// serializes it and typed records keep their own key order.
 pub trait RecordBody: Send + Sync + std::fmt::Debug + 'static {
     fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>>;
+
+    /// A copy recording `verdict` instead (the gate's rate-limit block after an allow);
+    /// `None` when this record type cannot be changed.
+    fn with_verdict(&self, _verdict: Verdict) -> Option<Arc<dyn RecordBody>> {
+        None
+    }
 }
 
 impl RecordBody for Value {
@@ -53,6 +59,11 @@ pub struct Decision {
     pub output: Map<String, Value>,
     /// The signed TraceRecord to write, if the engine produced one.
     pub trace: Option<Arc<dyn RecordBody>>,
+    /// The most restrictive `rate_limit` of the matched rules (enforced by the gate layer
+    /// after an allow).
+    pub rate_limit: Option<crate::ops::ratelimit::RateSpec>,
+    /// Set when the gate layer refused the call for a rate limit: seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// A decision failure (bad payload, secret in args, oss-prod rejection, …): HTTP 400 on the

@@ -39,6 +39,15 @@ impl RecordBody for DeferredSigned {
             .map_err(|e| serde_json::Error::custom(e.to_string()))?;
         serde_json::to_vec_pretty(&r)
     }
+
+    fn with_verdict(&self, verdict: crate::verdict::Verdict) -> Option<Arc<dyn RecordBody>> {
+        let mut record = self.record.clone();
+        record.verdict = verdict.as_str().to_string();
+        Some(Arc::new(DeferredSigned {
+            record,
+            signer: self.signer.clone(),
+        }))
+    }
 }
 
 impl std::fmt::Debug for EngineDecider {
@@ -90,6 +99,8 @@ impl Decide for EngineDecider {
             run_id: o.run_id,
             session_id: (!o.session_id.is_empty()).then_some(o.session_id),
             output,
+            rate_limit: d.rate_limit.as_ref().and_then(rate_spec),
+            retry_after: None,
             trace: Some(Arc::new(DeferredSigned {
                 record: d.trace,
                 signer: self.signer.clone(),
@@ -104,6 +115,18 @@ impl Decide for EngineDecider {
     fn policy_digest(&self) -> &str {
         self.engine.policy().digest()
     }
+}
+
+/// The policy's `rate_limit` as a limiter spec (`requests: 0` means no limit, as in Go).
+fn rate_spec(r: &crate::policy::RateLimitSpec) -> Option<crate::ops::ratelimit::RateSpec> {
+    Some(crate::ops::ratelimit::RateSpec {
+        requests: std::num::NonZeroU32::new(r.requests)?,
+        window: match r.window.as_str() {
+            "hour" => crate::ops::config::Window::Hour,
+            _ => crate::ops::config::Window::Minute,
+        },
+        scope: r.scope.parse().ok()?,
+    })
 }
 
 /// The policy loader used by `gait mcp serve`: `Policy::load` + `Engine::with_signer`.

@@ -79,6 +79,8 @@ pub struct GateSettings {
     pub artifacts: ArtifactPolicy,
     /// Largest `tools/list` JSON response the filter will buffer.
     pub max_filter_bytes: usize,
+    /// Metrics and rate limits (absent in unit tests that build the stack without ops).
+    pub ops: Option<super::OpsHooks>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,11 +258,17 @@ fn gate_mcp(
                     "context": ctx,
                     "server": {"server_id": server_id},
                 });
-                let result = decider.decide(&DecideRequest {
+                let mut result = decider.decide(&DecideRequest {
                     adapter: "mcp",
                     payload: &payload,
                     run_id: None,
                 });
+                if let (Some(ops), Ok(d)) = (&settings.ops, &mut result) {
+                    enforce_rate_limits(ops, identity.as_deref().unwrap_or(""), &name, d);
+                    let reason = d.reason_codes.first().map(String::as_str);
+                    ops.telemetry.decision(d.verdict, reason);
+                    ops.telemetry.tool_call(&name, d.verdict);
+                }
                 outcome.calls.push(CallDecision {
                     id: jsonrpc::id_of(m),
                     name,
@@ -272,6 +280,37 @@ fn gate_mcp(
         }
     }
     Ok((outcome, filter_id))
+}
+
+/// After an allow: the global per-token limit, then the matched rules' `rate_limit`. A refused
+/// call becomes `block` / `rate_limit_exceeded` with a `Retry-After` hint; its signed trace
+/// record says `block` too (rules and digests stay the engine's).
+fn enforce_rate_limits(ops: &super::OpsHooks, identity: &str, tool: &str, d: &mut Decision) {
+    use crate::verdict::Verdict;
+    if d.verdict != Verdict::Allow {
+        return;
+    }
+    let limiter = &ops.rate_limiter;
+    let refused = limiter.check_token(identity).err().or_else(|| {
+        d.rate_limit
+            .as_ref()
+            .and_then(|spec| limiter.check(identity, tool, spec).err())
+    });
+    let Some(r) = refused else { return };
+    ops.telemetry.rate_limited(r.scope);
+    d.verdict = Verdict::Block;
+    d.reason_codes = vec!["rate_limit_exceeded".to_string()];
+    d.retry_after = Some(r.retry_after_secs());
+    if let Some(t) = d
+        .trace
+        .as_ref()
+        .and_then(|t| t.with_verdict(Verdict::Block))
+    {
+        d.trace = Some(t);
+    }
+    d.output.insert("verdict".into(), "block".into());
+    d.output
+        .insert("reason_codes".into(), json!(["rate_limit_exceeded"]));
 }
 
 #[allow(clippy::result_large_err)]

@@ -3,12 +3,17 @@
 //!
 //! # Stack (outermost first; assembled in [`stack`])
 //! 1. [`route`]: classify the path once (`Route` extension); wrong method → 405.
+//!    [`metrics`] (when ops are wired): count every response, auth / body-limit rejections,
+//!    upstream latency, SSE streams and MCP sessions.
 //! 2. [`auth`]: bearer tokens (constant time) → `Identity`; 401 otherwise. Health is public.
 //! 3. [`headers`]: Origin/Host (DNS rebinding, 403) and Content-Type (415), before any body read.
 //! 4. [`limit`]: buffer the body up to `max_request_bytes` (413 otherwise; also without
 //!    Content-Length) into `Request<Bytes>`.
-//! 5. [`gate`]: decide every `tools/call` / evaluate request (`GateOutcome`); filter `tools/list`.
+//! 5. [`gate`]: decide every `tools/call` / evaluate request (`GateOutcome`); filter `tools/list`;
+//!    after an allow, count policy `rate_limit`s and the per-token limit (`rate_limit_exceeded`).
 //! 6. [`record`]: enqueue one signed TraceRecord per decision to the [`writer`] thread.
+//!    [`journal`]: append every decided `tools/call` of an MCP session to its journal (durable
+//!    before forwarding; 503 + `Retry-After` when the journal is contended).
 //! 7. [`verdict`]: non-allow → JSON-RPC error with the request id (upstream never contacted);
 //!    compat/strict status mapping; `X-Gait-Verdict`.
 //! 8. [`router`]: health / readiness / evaluate rendering / [`forward`] to the upstream.
@@ -61,8 +66,10 @@ pub mod evaluate;
 pub mod forward;
 pub mod gate;
 pub mod headers;
+pub mod journal;
 pub mod jsonrpc;
 pub mod limit;
+pub mod metrics;
 pub mod record;
 pub mod route;
 pub mod router;
@@ -133,6 +140,13 @@ pub fn shim_loader() -> Loader {
     Arc::new(|p: &Path| shim::ShimEngine::load(p).map(|e| Box::new(e) as Box<dyn Decide>))
 }
 
+/// The ops handles the request path uses (from [`crate::ops::runtime::OpsRuntime`]).
+#[derive(Debug, Clone)]
+pub struct OpsHooks {
+    pub telemetry: Arc<crate::ops::telemetry::Telemetry>,
+    pub rate_limiter: Arc<crate::ops::ratelimit::RateLimiter>,
+}
+
 /// Resolved runtime dependencies (what needs env vars or files), built before binding.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -143,6 +157,10 @@ pub struct Runtime {
     pub upstream_auth: Vec<Option<String>>,
     /// Notified to reload the policy now (SIGHUP).
     pub reload: Arc<Notify>,
+    /// Metrics and rate limits; `None` = the stack runs without them.
+    pub ops: Option<OpsHooks>,
+    /// Session journals of the proxy path; `None` = nothing is journaled.
+    pub journals: Option<Arc<journal::Journals>>,
 }
 
 impl Runtime {
@@ -165,6 +183,8 @@ impl Runtime {
             tokens,
             upstream_auth,
             reload: Arc::new(Notify::new()),
+            ops: None,
+            journals: None,
         })
     }
 }
@@ -210,10 +230,17 @@ pub fn stack(
                 .map(Path::to_path_buf),
         },
         max_filter_bytes: 16 * 1024 * 1024,
+        ops: rt.ops.clone(),
     });
+    let metrics = rt
+        .ops
+        .as_ref()
+        .map(|o| metrics::MetricsLayer::new(o.telemetry.clone(), names.clone()));
     let svc = ServiceBuilder::new()
         // classify once; Go checks the method before anything else
         .layer(route::RouteLayer::new(route::Routes::new(names)))
+        // count every response (rejections included), edge facts, SSE streams
+        .option_layer(metrics)
         // authenticate before looking at anything the caller controls
         .layer(auth::AuthLayer::new(auth::Tokens::new(rt.tokens.clone())))
         // header-only checks, before paying for the body
@@ -242,6 +269,8 @@ pub fn stack(
                 },
             )),
         )
+        // journal every decided call of an MCP session before it goes on (durable first)
+        .layer(journal::JournalLayer::new(rt.journals.clone()))
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));
@@ -283,12 +312,17 @@ pub async fn serve_with(
     let stop = CancellationToken::new();
     let force = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let telemetry = rt.ops.as_ref().map(|o| o.telemetry.clone());
     tracker.spawn(reload_task(
         rt.gate.clone(),
         rt.reload.clone(),
         cfg.timeouts.policy_poll,
         stop.clone(),
+        telemetry.clone(),
     ));
+    if let Some(t) = telemetry {
+        tracker.spawn(queue_depth_task(writer.clone(), t, stop.clone()));
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = Arc::new(Semaphore::new(cfg.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -384,7 +418,13 @@ pub async fn serve_with(
 
 /// Poll the policy file (mtime + len) and reload on change or on `now`; a bad policy keeps the
 /// old one and is logged.
-async fn reload_task(gate: GateHandle, now: Arc<Notify>, poll: Duration, stop: CancellationToken) {
+async fn reload_task(
+    gate: GateHandle,
+    now: Arc<Notify>,
+    poll: Duration,
+    stop: CancellationToken,
+    telemetry: Option<Arc<crate::ops::telemetry::Telemetry>>,
+) {
     let Some(path) = gate.path().map(Path::to_path_buf) else {
         return;
     };
@@ -407,7 +447,24 @@ async fn reload_task(gate: GateHandle, now: Arc<Notify>, poll: Duration, stop: C
         }
         last = cur;
         let g = gate.clone();
-        match tokio::task::spawn_blocking(move || g.reload()).await {
+        let labels = telemetry.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let r = g.reload();
+            // Refresh the bounded metric labels from the new policy (one more parse, off the
+            // request path).
+            if let (Ok(_), Some(t), Some(p)) = (&r, &labels, g.path())
+                && let Ok(policy) = crate::policy::Policy::load(p)
+            {
+                let (tools, reasons) = crate::ops::telemetry::labels_for_policy(&policy);
+                t.set_labels(tools, reasons);
+            }
+            r
+        })
+        .await;
+        if let Some(t) = &telemetry {
+            t.policy_reload(matches!(res, Ok(Ok(_))));
+        }
+        match res {
             Ok(Ok(digest)) => tracing::info!(policy = %path.display(), %digest, "Policy reloaded."),
             Ok(Err(e)) => {
                 tracing::warn!(policy = %path.display(), error = %e, "Policy reload failed; keeping the previous policy.")
@@ -417,8 +474,27 @@ async fn reload_task(gate: GateHandle, now: Arc<Notify>, poll: Duration, stop: C
     }
 }
 
+/// Sample the trace writer's queue depth once a second (off the request path).
+async fn queue_depth_task(
+    writer: writer::TraceWriter,
+    telemetry: Arc<crate::ops::telemetry::Telemetry>,
+    stop: CancellationToken,
+) {
+    loop {
+        telemetry.queue_depth("trace", writer.queue_depth());
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// Entry point of `gait mcp serve` (blocks until shutdown); returns the exit code.
-pub fn run_cli(cfg: ServeConfig, correlation_id: &str) -> u8 {
+pub fn run_cli(
+    cfg: ServeConfig,
+    project: crate::ops::config::LoadedConfig,
+    correlation_id: &str,
+) -> u8 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GAIT_LOG")
@@ -448,12 +524,48 @@ pub fn run_cli(cfg: ServeConfig, correlation_id: &str) -> u8 {
         Err(e) => return fail(format!("start runtime: {e}"), crate::exit::INTERNAL),
     };
     rt.block_on(async {
-        let runtime = match default_loader(&cfg)
+        let mut runtime = match default_loader(&cfg)
             .and_then(|l| Runtime::from_config(&cfg, |k| std::env::var(k).ok(), l))
         {
             Ok(r) => r,
             Err(e) => return fail(e.to_string(), e.exit_code()),
         };
+        // Bounded metric labels from the policy (read once more at startup, off the hot path).
+        let (tools, reasons) = cfg
+            .policy
+            .as_deref()
+            .and_then(|p| crate::policy::Policy::load(p).ok())
+            .map(|p| crate::ops::telemetry::labels_for_policy(&p))
+            .unwrap_or_default();
+        let cancel = CancellationToken::new();
+        let ops = match crate::ops::runtime::OpsRuntime::start(
+            &project.config,
+            &cfg,
+            &crate::ops::env::ProcessEnv,
+            tools,
+            reasons,
+            &cancel,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                let code = if matches!(e, crate::ops::runtime::OpsError::Bind(..)) {
+                    crate::exit::INTERNAL
+                } else {
+                    crate::exit::INVALID_INPUT
+                };
+                return fail(e.to_string(), code);
+            }
+        };
+        runtime.journals = Some(Arc::new(
+            journal::Journals::new(cfg.session_dir.clone(), 256, Duration::from_secs(300))
+                .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv)),
+        ));
+        runtime.ops = Some(OpsHooks {
+            telemetry: ops.telemetry.clone(),
+            rate_limiter: ops.rate_limiter.clone(),
+        });
         let listener = match TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => return fail(format!("listen {}: {e}", cfg.listen), crate::exit::INTERNAL),
@@ -471,16 +583,19 @@ pub fn run_cli(cfg: ServeConfig, correlation_id: &str) -> u8 {
                 "http_verdict_status": cfg.http_verdict_status.as_str(),
                 "policy_digest": runtime.gate.current().policy_digest(),
                 "tls": cfg.tls.is_some(),
+                "config": project.path.as_deref().map(|p| p.display().to_string()),
+                "admin_listen": ops.admin_addr.map(|a| a.to_string()),
                 "upstreams": cfg.upstreams.iter().map(|u| serde_json::json!({"name": u.name, "url": u.url.as_str()})).collect::<Vec<_>>(),
             });
             println!("{line}");
         } else {
             tracing::info!(listen = %local, "gait mcp serve listening.");
         }
-        let cancel = CancellationToken::new();
         let signals = spawn_signals(cancel.clone(), runtime.reload.clone());
-        let res = serve_with(listener, cfg.clone(), runtime, cancel.cancelled_owned()).await;
+        let res = serve_with(listener, cfg.clone(), runtime, cancel.clone().cancelled_owned()).await;
         signals.abort();
+        cancel.cancel();
+        ops.shutdown().await;
         match res {
             Ok(()) => crate::exit::OK,
             Err(e) => fail(e.to_string(), e.exit_code()),

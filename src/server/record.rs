@@ -103,6 +103,11 @@ pub fn normalize_run_id(raw: &str) -> String {
     }
 }
 
+/// Trace paths of the decided `tools/call`s of an MCP request, aligned with
+/// `McpOutcome::calls` (`None` for a call that could not be evaluated).
+#[derive(Debug, Clone)]
+pub struct CallTracePaths(pub Vec<Option<PathBuf>>);
+
 /// `<dir>/trace_<normalized run id>_<UTC 20060102T150405.000000000>.json`.
 pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
     use std::sync::atomic::{AtomicI64, Ordering};
@@ -170,17 +175,25 @@ where
             let mut eval_path = None;
             let mut ids = Vec::new();
             let mut batch = false;
+            let mut call_paths = None;
             match req.extensions_mut().get_mut::<GateOutcome>() {
                 Some(GateOutcome::Mcp(o)) => {
                     ids = o.request_ids.clone();
                     batch = o.batch;
+                    let mut paths = Vec::with_capacity(o.calls.len());
                     for c in &mut o.calls {
                         if let Ok(d) = &mut c.result {
                             let path = trace_file(&dir, &d.run_id);
+                            paths.push(Some(path.clone()));
                             let allowed = d.verdict == Verdict::Allow;
                             let info = (d.trace_id.clone(), d.tool_name.clone());
                             jobs.push((job(d, path, exports), allowed, info));
+                        } else {
+                            paths.push(None);
                         }
+                    }
+                    if !paths.is_empty() {
+                        call_paths = Some(CallTracePaths(paths));
                     }
                 }
                 Some(GateOutcome::Eval(o)) => {
@@ -226,6 +239,9 @@ where
             }
             if let Some(p) = eval_path {
                 req.extensions_mut().insert(TracePath(p));
+            }
+            if let Some(p) = call_paths {
+                req.extensions_mut().insert(p);
             }
             inner.call(req).await
         })

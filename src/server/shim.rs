@@ -344,6 +344,8 @@ impl Decide for ShimEngine {
             run_id,
             session_id,
             output: out,
+            rate_limit: None,
+            retry_after: None,
             trace: Some(Arc::new(trace)),
         })
     }

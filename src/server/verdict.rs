@@ -149,8 +149,16 @@ fn deny(mode: VerdictStatusMode, o: &McpOutcome) -> Response<ResBody> {
             Err(_) => error = true,
         }
     }
+    let retry_after = o
+        .calls
+        .iter()
+        .filter_map(|c| c.result.as_ref().ok().and_then(|d| d.retry_after))
+        .max();
     let status = if error && mode == VerdictStatusMode::Strict {
         StatusCode::BAD_REQUEST
+    } else if retry_after.is_some() && mode == VerdictStatusMode::Strict && worst == Verdict::Block
+    {
+        StatusCode::TOO_MANY_REQUESTS
     } else {
         status_for(mode, if error { Verdict::Block } else { worst })
     };
@@ -181,6 +189,12 @@ fn deny(mode: VerdictStatusMode, o: &McpOutcome) -> Response<ResBody> {
     let mut res = json_response(status, &body);
     res.headers_mut()
         .insert(VERDICT_HEADER, HeaderValue::from_static(header));
+    if status == StatusCode::TOO_MANY_REQUESTS
+        && let Some(secs) = retry_after
+    {
+        res.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     res
 }
 
@@ -206,6 +220,8 @@ mod tests {
             run_id: "run".into(),
             session_id: None,
             output: Default::default(),
+            rate_limit: None,
+            retry_after: None,
             trace: None,
         }
     }

@@ -166,6 +166,11 @@ impl TraceWriter {
             .map_err(SubmitError::Write)
     }
 
+    /// Jobs waiting in the queue (the writer never drops: a full queue applies backpressure).
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Wait until everything enqueued before this call is on disk.
     pub async fn flush(&self) -> Result<(), SubmitError> {
         let (tx, rx) = oneshot::channel();
