@@ -60,7 +60,7 @@ fn policy_yaml(n: usize) -> String {
     ));
     y.push_str(&format!(
         "  - name: high-risk-path\n    priority: {}\n    effect: require_approval\n    match:\n      risk_classes: [high, critical]\n      target_kinds: [path]\n    reason_codes: [high_risk_path]\n",
-        p + 1
+        p // same tier as read-endpoint: most restrictive wins (require_approval)
     ));
     y
 }
