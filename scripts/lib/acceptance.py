@@ -40,9 +40,12 @@ def init_msg(rid=1):
 
 
 def eval_body(tool, args=None, **extra):
-    body = {"adapter": "openai", "run_id": "run_acceptance",
-            "call": {"type": "function",
-                     "function": {"name": tool, "arguments": json.dumps(args or {})}}}
+    # The native mcp adapter with a full context: the strict server runs the oss-prod profile,
+    # which requires context.identity, workspace and session_id (gate.md §2 "Profile oss-prod").
+    body = {"adapter": "mcp", "run_id": "run_acceptance",
+            "call": {"name": tool, "args": args or {},
+                     "context": {"identity": "acceptance", "workspace": "/srv",
+                                 "risk_class": "high", "session_id": "acceptance-1"}}}
     body.update(extra)
     return body
 
