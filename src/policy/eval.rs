@@ -99,9 +99,7 @@ pub struct SandboxDecision {
     pub reason_codes: Vec<String>,
 }
 
-fn is_zero(v: &i64) -> bool {
-    *v == 0
-}
+use crate::intent::types::is_zero;
 
 /// One step of a script evaluation (`step_verdicts[]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -28,9 +28,7 @@ pub struct DecisionExport {
     pub delegation_depth: i64,
 }
 
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
+use crate::intent::types::is_zero;
 
 #[derive(Serialize)]
 struct LogLine<'a> {

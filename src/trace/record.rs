@@ -5,7 +5,7 @@
 //! always written), so a trace written here verifies in Go. Reading accepts unknown fields.
 
 use crate::intent::{AgentIdentity, GoTime, SkillProvenance};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::TraceError;
@@ -15,25 +15,8 @@ pub const TRACE_SCHEMA_ID: &str = "gait.gate.trace";
 /// `schema_version` of a trace record.
 pub const TRACE_SCHEMA_VERSION: &str = "1.0.0";
 
-fn null_default<'de, D, T>(de: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn is_zero_i64(n: &i64) -> bool {
-    *n == 0
-}
-
-fn is_zero_f64(n: &f64) -> bool {
-    *n == 0.0
-}
+// The Go omitempty / null-as-absent serde helpers, shared with the intent types.
+use crate::intent::types::{is_false, is_zero as is_zero_i64, is_zero_f64, null_default};
 
 /// Go's `time.RFC3339Nano` rendering of a UTC instant: fraction trailing zeros trimmed
 /// (absent when zero), `Z` suffix.
