@@ -90,7 +90,7 @@ pub enum McpCommand {
     #[command(alias = "bridge")]
     Proxy(mcp_proxy::McpProxyArgs),
     /// Run the MCP reverse proxy and the evaluate API.
-    Serve(mcp_serve::McpServeArgs),
+    Serve(Box<mcp_serve::McpServeArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +150,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> u8 {
         } => gate_eval::run(a, ctx),
         Command::Mcp { command } => match command {
             McpCommand::Proxy(a) => mcp_proxy::run(a, ctx),
-            McpCommand::Serve(a) => mcp_serve::run(a, ctx),
+            McpCommand::Serve(a) => mcp_serve::run(*a, ctx),
         },
         Command::Trace {
             command: TraceCommand::Verify(a),

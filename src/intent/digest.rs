@@ -6,6 +6,7 @@
 //! intent, so schema/version/created_at/producer_version/relationship never affect it.
 
 use super::error::IntentError;
+use super::jcs;
 use super::normalize::{self, Parts};
 use super::types::{
     ArgProvenance, Delegation, IntentContext, IntentRequest, JsonMap, Script, SkillProvenance,
@@ -36,6 +37,51 @@ fn digest_err(e: serde_json::Error) -> IntentError {
     IntentError::Digest(super::error::one_line(&e.to_string(), 256))
 }
 
+/// `(args_digest, intent_digest)` of normalised parts in one pass: the preimage is written
+/// directly in canonical key order (`arg_provenance`, `args`, `context`, `delegation`, `script`,
+/// `script_hash`, `skill_provenance`, `targets`, `tool_name`) and the args digest hashes the
+/// args bytes inside it, so args are serialized once. Byte-identical to
+/// [`intent_digest_of_parts`] + [`args_digest`] (proptested in `normalize::tests`).
+pub(crate) fn digests_of_parts(parts: &Parts) -> Result<(String, String), IntentError> {
+    let mut enc = jcs::Encoder::with_capacity(512);
+    enc.raw(b"{");
+    if !parts.arg_provenance.is_empty() {
+        enc.raw(b"\"arg_provenance\":");
+        enc.value(&parts.arg_provenance).map_err(digest_err)?;
+        enc.raw(b",");
+    }
+    enc.raw(b"\"args\":");
+    let args_start = enc.bytes().len();
+    enc.value(&parts.args).map_err(digest_err)?;
+    let args_digest = canon::sha256_hex(&enc.bytes()[args_start..]);
+    enc.raw(b",\"context\":");
+    enc.value(&parts.context).map_err(digest_err)?;
+    if let Some(d) = &parts.delegation {
+        enc.raw(b",\"delegation\":");
+        enc.value(d).map_err(digest_err)?;
+    }
+    if let Some(s) = &parts.script {
+        enc.raw(b",\"script\":");
+        enc.value(s).map_err(digest_err)?;
+    }
+    if let Some(h) = &parts.script_hash {
+        enc.raw(b",\"script_hash\":");
+        enc.value(h).map_err(digest_err)?;
+    }
+    if let Some(sp) = &parts.skill_provenance {
+        enc.raw(b",\"skill_provenance\":");
+        enc.value(sp).map_err(digest_err)?;
+    }
+    enc.raw(b",\"targets\":");
+    enc.value(&parts.targets).map_err(digest_err)?;
+    enc.raw(b",\"tool_name\":");
+    enc.value(&parts.tool_name).map_err(digest_err)?;
+    enc.raw(b"}");
+    Ok((args_digest, canon::sha256_hex(enc.bytes())))
+}
+
+/// Reference path: the intent digest through a `serde_json::Value` tree (`canon::digest_of`).
+#[cfg(test)]
 pub(crate) fn intent_digest_of_parts(parts: &Parts) -> Result<String, IntentError> {
     let pre = Preimage {
         tool_name: &parts.tool_name,
@@ -66,16 +112,16 @@ pub fn intent_preimage(normalized: &IntentRequest) -> Result<Vec<u8>, IntentErro
         delegation: normalized.delegation.as_ref(),
         context: &normalized.context,
     };
-    canon::to_vec_of(&pre).map_err(digest_err)
+    jcs::to_vec(&pre).map_err(digest_err)
 }
 
 /// `args_digest` of already-normalised args.
 pub(crate) fn args_digest(args: &JsonMap) -> Result<String, IntentError> {
-    canon::digest_of(args).map_err(digest_err)
+    jcs::digest_of(args).map_err(digest_err)
 }
 
 pub(crate) fn script_hash_of(script: &Script) -> Result<String, IntentError> {
-    canon::digest_of(script).map_err(digest_err)
+    jcs::digest_of(script).map_err(digest_err)
 }
 
 /// `intent_digest` of a request (normalises it first).

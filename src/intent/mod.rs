@@ -25,6 +25,7 @@
 pub mod adapters;
 pub mod digest;
 pub mod error;
+pub mod jcs;
 pub mod normalize;
 pub mod types;
 

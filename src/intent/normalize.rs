@@ -14,7 +14,6 @@ use super::types::{
 };
 use serde_json::Value;
 use std::cmp::Ordering;
-use std::collections::HashSet;
 
 /// Maximum number of `script.steps`.
 pub const MAX_SCRIPT_STEPS: usize = 64;
@@ -207,8 +206,7 @@ impl NormalizedIntent {
 /// Normalise `req` (gate.md §3.2) and compute its digests (§4.1–4.3).
 pub fn normalize(req: &IntentRequest) -> Result<NormalizedIntent, IntentError> {
     let parts = normalize_parts(req)?;
-    let args_digest = digest::args_digest(&parts.args)?;
-    let intent_digest = digest::intent_digest_of_parts(&parts)?;
+    let (args_digest, intent_digest) = digest::digests_of_parts(&parts)?;
 
     let any_destructive = parts.targets.iter().any(|t| t.destructive);
     let script_hash = parts.script_hash.clone();
@@ -423,28 +421,52 @@ fn normalize_value(value: &Value, depth: usize) -> Result<Value, &'static str> {
 
 /// Reject raw credentials anywhere in `map` (keys visited in sorted order, as Go does).
 fn reject_raw_credential_material_map(path: &str, map: &JsonMap) -> Result<(), IntentError> {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    for key in keys {
-        let child = format!("{path}.{key}");
-        let value = &map[key.as_str()];
-        if key_suggests_credential_material(key)
-            && let Value::String(text) = value
-            && looks_like_credential_material_value(text)
-        {
-            return Err(IntentError::raw_credential(&child));
-        }
-        reject_raw_credential_material(&child, value)?;
+    let mut buf = String::with_capacity(path.len() + 32);
+    buf.push_str(path);
+    reject_in_map(&mut buf, map)
+}
+
+/// `path` is the JSON path so far; it is extended per child and restored afterwards, so the
+/// error path is only materialised when a secret is found.
+fn reject_in_map(path: &mut String, map: &JsonMap) -> Result<(), IntentError> {
+    if map.keys().is_sorted() {
+        map.iter().try_for_each(|(k, v)| reject_entry(path, k, v))
+    } else {
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .try_for_each(|k| reject_entry(path, k, &map[k.as_str()]))
     }
+}
+
+fn reject_entry(path: &mut String, key: &str, value: &Value) -> Result<(), IntentError> {
+    let len = path.len();
+    path.push('.');
+    path.push_str(key);
+    if let Value::String(text) = value
+        && key_suggests_credential_material(key)
+        && looks_like_credential_material_value(text)
+    {
+        return Err(IntentError::raw_credential(path.as_str()));
+    }
+    reject_in_value(path, value)?;
+    path.truncate(len);
     Ok(())
 }
 
-fn reject_raw_credential_material(path: &str, value: &Value) -> Result<(), IntentError> {
+fn reject_in_value(path: &mut String, value: &Value) -> Result<(), IntentError> {
     match value {
-        Value::Object(map) => reject_raw_credential_material_map(path, map),
+        Value::Object(map) => reject_in_map(path, map),
         Value::Array(items) => {
             for (index, nested) in items.iter().enumerate() {
-                reject_raw_credential_material(&format!("{path}[{index}]"), nested)?;
+                if matches!(nested, Value::Object(_) | Value::Array(_)) {
+                    let len = path.len();
+                    path.push('[');
+                    path.push_str(&index.to_string());
+                    path.push(']');
+                    reject_in_value(path, nested)?;
+                    path.truncate(len);
+                }
             }
             Ok(())
         }
@@ -557,7 +579,6 @@ pub fn normalize_targets(tool_name: &str, targets: &[Target]) -> Result<Vec<Targ
         return Ok(Vec::new());
     }
     let mut out: Vec<Target> = Vec::with_capacity(targets.len());
-    let mut seen: HashSet<Target> = HashSet::with_capacity(targets.len());
     for target in targets {
         let kind = target.kind.trim().to_lowercase();
         let value = target.value.trim().to_string();
@@ -611,11 +632,12 @@ pub fn normalize_targets(tool_name: &str, targets: &[Target]) -> Result<Vec<Targ
             idempotent_hint: target.idempotent_hint,
             open_world_hint: target.open_world_hint,
         };
-        if seen.insert(normalized.clone()) {
-            out.push(normalized);
-        }
+        out.push(normalized);
     }
+    // `compare_targets` orders by every field, so equal neighbours after the sort are exactly
+    // the duplicates (no hashing, no clones).
     out.sort_by(compare_targets);
+    out.dedup();
     Ok(out)
 }
 
@@ -852,7 +874,6 @@ pub fn normalize_arg_provenance(
     provenance: &[ArgProvenance],
 ) -> Result<Vec<ArgProvenance>, IntentError> {
     let mut out: Vec<ArgProvenance> = Vec::with_capacity(provenance.len());
-    let mut seen: HashSet<ArgProvenance> = HashSet::with_capacity(provenance.len());
     for entry in provenance {
         let arg_path = entry.arg_path.trim().to_string();
         let source = entry.source.trim().to_lowercase();
@@ -881,10 +902,9 @@ pub fn normalize_arg_provenance(
             source_ref,
             integrity_digest,
         };
-        if seen.insert(normalized.clone()) {
-            out.push(normalized);
-        }
+        out.push(normalized);
     }
+    // The order covers every field, so equal neighbours are exactly the duplicates.
     out.sort_by(|a, b| {
         a.arg_path
             .cmp(&b.arg_path)
@@ -892,6 +912,7 @@ pub fn normalize_arg_provenance(
             .then_with(|| a.source_ref.cmp(&b.source_ref))
             .then_with(|| a.integrity_digest.cmp(&b.integrity_digest))
     });
+    out.dedup();
     Ok(out)
 }
 

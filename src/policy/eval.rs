@@ -4,6 +4,7 @@
 //! [`EvalOptions::now`]), never panics. Reason codes and violations in every output are sorted
 //! and deduplicated.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -98,9 +99,7 @@ pub struct SandboxDecision {
     pub reason_codes: Vec<String>,
 }
 
-fn is_zero(v: &i64) -> bool {
-    *v == 0
-}
+use crate::intent::types::is_zero;
 
 /// One step of a script evaluation (`step_verdicts[]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -429,7 +428,12 @@ fn endpoint_overlay(ep: &Endpoint, v: &View<'_>) -> Option<Overlay> {
     let mut r: Vec<String> = Vec::new();
     for t in v.targets {
         if t.kind == "path" {
-            let p = t.value.trim().replace('\\', "/");
+            let p = t.value.trim();
+            let p: Cow<'_, str> = if p.contains('\\') {
+                Cow::Owned(p.replace('\\', "/"))
+            } else {
+                Cow::Borrowed(p)
+            };
             if !ep.path_denylist.is_empty() && ep.path_denylist.iter().any(|x| x.matches(&p)) {
                 r.push(s("endpoint_path_denied"));
             }
@@ -437,7 +441,7 @@ fn endpoint_overlay(ep: &Endpoint, v: &View<'_>) -> Option<Overlay> {
                 r.push(s("endpoint_path_not_allowlisted"));
             }
         }
-        let domain = t.endpoint_domain.trim().to_lowercase();
+        let domain = lower_trimmed(&t.endpoint_domain);
         if !domain.is_empty() {
             if !ep.domain_denylist.is_empty()
                 && ep.domain_denylist.iter().any(|x| x.matches(&domain))
@@ -1025,9 +1029,44 @@ fn evaluate_rule<'p>(
     }
 }
 
+/// Index of the first rule (in evaluation order) that matches `v`, visiting only the rules
+/// the tool-name index says can match: the same answer as scanning every rule, because a rule
+/// with `tool_names` matches only when one of them equals `v.tool_name`.
+pub(crate) fn first_match(policy: &Policy, v: &View<'_>) -> Option<usize> {
+    let rules = policy.rules();
+    let index = policy.rule_index();
+    let any = index.any_tool.as_slice();
+    let tooled = index
+        .by_tool
+        .get(v.tool_name)
+        .map_or(&[][..], Vec::as_slice);
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let next = match (any.get(i), tooled.get(j)) {
+            (Some(&a), Some(&b)) if a < b => {
+                i += 1;
+                a
+            }
+            (_, Some(&b)) => {
+                j += 1;
+                b
+            }
+            (Some(&a), None) => {
+                i += 1;
+                a
+            }
+            (None, None) => return None,
+        };
+        let k = next as usize;
+        if rules.get(k).is_some_and(|r| rule_matches(&r.matcher, v)) {
+            return Some(k);
+        }
+    }
+}
+
 fn evaluate_single(policy: &Policy, v: &View<'_>, now: DateTime<Utc>) -> Evaluation {
     let rules = policy.rules();
-    let Some(first) = rules.iter().position(|r| rule_matches(&r.matcher, v)) else {
+    let Some(first) = first_match(policy, v) else {
         let dv = policy.default_verdict();
         let mut e = Evaluation::bare(dv, vec![format!("default_{}", dv.as_str())], Vec::new());
         if dv == Verdict::RequireApproval {
@@ -1279,6 +1318,16 @@ fn evaluate_script(policy: &Policy, i: &IntentRequest, now: DateTime<Utc>) -> Ev
     agg
 }
 
+/// `s.trim().to_lowercase()`, borrowing when that changes nothing (the normalised case).
+fn lower_trimmed(s: &str) -> Cow<'_, str> {
+    let t = s.trim();
+    if t.bytes().any(|b| b.is_ascii_uppercase()) || !t.is_ascii() {
+        Cow::Owned(t.to_lowercase())
+    } else {
+        Cow::Borrowed(t)
+    }
+}
+
 // === entry point ===
 
 impl Policy {
@@ -1291,7 +1340,7 @@ impl Policy {
     /// must already be normalised (`intent::normalize`): tool name and classes lowercased,
     /// targets inferred, phase set. Exposed for tests and callers that keep only the request.
     pub fn evaluate_request(&self, intent: &IntentRequest, opts: &EvalOptions) -> Evaluation {
-        let risk = intent.context.risk_class.trim().to_lowercase();
+        let risk = lower_trimmed(&intent.context.risk_class);
         // Step 3: fail_closed.
         if self.fail_closed().applies_to(&risk) {
             let (r, vi) = fail_closed_reasons(self.fail_closed(), intent);
@@ -1303,7 +1352,7 @@ impl Policy {
         }
         // Step 4: kill-switch state required but unreadable.
         if let KillSwitchInput::Unavailable(_) = &opts.kill_switch
-            && (opts.profile == Profile::OssProd || matches!(risk.as_str(), "high" | "critical"))
+            && (opts.profile == Profile::OssProd || matches!(&*risk, "high" | "critical"))
         {
             return Evaluation::bare(
                 Verdict::Block,

@@ -20,7 +20,7 @@ pub mod trust;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use thiserror::Error;
@@ -204,6 +204,35 @@ pub struct Policy {
     rules: Vec<Rule>,
     digest: String,
     tool_names: BTreeSet<String>,
+    rule_index: RuleIndex,
+}
+
+/// Candidate rules per tool name, so evaluation skips rules whose `match.tool_names` cannot
+/// hold. Indices are ascending (evaluation order); a rule with `tool_names` appears under each
+/// exact name it lists, a rule without them is in `any_tool`.
+#[derive(Debug, Default)]
+pub(crate) struct RuleIndex {
+    pub by_tool: HashMap<String, Vec<u32>>,
+    pub any_tool: Vec<u32>,
+}
+
+impl RuleIndex {
+    fn build(rules: &[Rule]) -> RuleIndex {
+        let mut idx = RuleIndex::default();
+        for (i, r) in rules.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            if r.matcher.tool_names.is_empty() {
+                idx.any_tool.push(i);
+            }
+            for name in &r.matcher.tool_names {
+                let list = idx.by_tool.entry(name.clone()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        idx
+    }
 }
 
 impl Policy {
@@ -228,6 +257,7 @@ impl Policy {
             .iter()
             .flat_map(|r| r.matcher.tool_names.iter().cloned())
             .collect();
+        let rule_index = RuleIndex::build(&compiled.rules);
         Ok(Policy {
             schema_id: compiled.schema_id,
             schema_version: compiled.schema_version,
@@ -238,6 +268,7 @@ impl Policy {
             rules: compiled.rules,
             digest,
             tool_names,
+            rule_index,
         })
     }
 
@@ -271,6 +302,10 @@ impl Policy {
         }
         let text = String::from_utf8(bytes).map_err(|_| PolicyError::NotUtf8 { path: shown })?;
         Policy::from_yaml_str(&text)
+    }
+
+    pub(crate) fn rule_index(&self) -> &RuleIndex {
+        &self.rule_index
     }
 
     /// policy_digest (§4.4), 64 lowercase hex chars.

@@ -1527,3 +1527,43 @@ fn snapshot_cache_does_not_touch_the_file_within_the_recheck_interval() {
     assert!(matches!(c.get(), SnapshotState::Unavailable(_)));
     assert!(trust::SnapshotCache::for_policy(&policy(""), std::time::Duration::ZERO).is_none());
 }
+
+#[test]
+fn tool_index_first_match_equals_linear_scan() {
+    // Rules with and without tool_names, duplicate names, shared names across priorities.
+    let mut src = String::from(
+        "schema_id: gait.gate.policy\nschema_version: 1.0.0\ndefault_verdict: block\nrules:\n",
+    );
+    let tools = ["tool.read", "tool.write", "tool.delete", "tool.x"];
+    for i in 0..24usize {
+        let sel = match i % 4 {
+            0 => format!("tool_names: [{}, {}]", tools[i % 4], tools[(i / 4) % 4]),
+            1 => "risk_classes: [high]".to_string(),
+            2 => format!(
+                "tool_names: [{}]\n      risk_classes: [low]",
+                tools[(i / 3) % 4]
+            ),
+            _ => "target_kinds: [path]".to_string(),
+        };
+        src.push_str(&format!(
+            "  - name: r{i}\n    priority: {}\n    effect: allow\n    match:\n      {sel}\n",
+            i % 7
+        ));
+    }
+    let p = policy(&src);
+    for tool in tools.iter().chain(["tool.none"].iter()) {
+        for risk in ["low", "high"] {
+            for targets in [json!([]), json!([{"kind": "path", "value": "/a"}])] {
+                let req = intent(json!({"tool_name": tool, "args": {}, "targets": targets,
+                    "context": {"identity": "i", "workspace": "/w", "risk_class": risk}}));
+                let n = crate::intent::normalize(&req).expect("normalize");
+                let v = eval::View::of(n.request());
+                let linear = p
+                    .rules()
+                    .iter()
+                    .position(|r| eval::rule_matches(&r.matcher, &v));
+                assert_eq!(eval::first_match(&p, &v), linear, "{tool} {risk}");
+            }
+        }
+    }
+}

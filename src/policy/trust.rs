@@ -277,15 +277,7 @@ pub struct TrustDecision {
     pub reason_codes: Vec<String>,
 }
 
-fn is_zero_f64(v: &f64) -> bool {
-    *v == 0.0
-}
-fn is_zero_i64(v: &i64) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
+use crate::intent::types::{is_false, is_zero as is_zero_i64, is_zero_f64};
 
 /// Decide admission for one call. `raw_risk_class` is `call.context.risk_class` as sent;
 /// `defaulted_risk_class` is the normalised intent's.

@@ -709,3 +709,180 @@ fn intent_files_parse_with_last_duplicate_key_winning() {
     );
     assert!(IntentRequest::from_json_slice(b"not json").is_err());
 }
+
+mod fast_digest {
+    //! The direct JCS digest path (`digest::digests_of_parts`, `jcs`) against the original
+    //! `serde_json::Value` path (`canon::digest_of`) over random intents.
+    use super::super::{digest, normalize_parts};
+    use super::*;
+    use crate::canon;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,10}".prop_map(Value::from),
+            " ?[a\"\\\\\u{1}\u{e000}\u{10000}]{0,5} ?".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((" ?[a-c_\u{e000}\u{10000}é]{1,4}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_target() -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["path", "url", "host", "bucket", "other", "PATH "]),
+            "[a-z/.:]{1,12}",
+            prop::sample::select(vec!["", "read", "write", "delete", "exec"]),
+            prop::sample::select(vec!["", "pii", "secret"]),
+            any::<(bool, bool, bool)>(),
+        )
+            .prop_map(|(kind, value, op, sens, (d, ro, ow))| {
+                json!({"kind": kind, "value": value, "operation": op, "sensitivity": sens,
+                       "destructive": d, "read_only_hint": ro, "open_world_hint": ow})
+            })
+    }
+
+    fn arb_request() -> impl Strategy<Value = Value> {
+        (
+            " ?[a-z.]{1,10} ?",
+            prop::collection::btree_map("[a-z_]{1,6}", arb_json(), 0..5),
+            prop::collection::vec(arb_target(), 0..4),
+            prop::collection::vec(
+                (
+                    "[a-z.]{1,6}",
+                    prop::sample::select(vec!["user", "tool_output", "external", "system"]),
+                ),
+                0..3,
+            ),
+            (
+                "[a-z0-9-]{1,8}",
+                prop::sample::select(vec!["low", "High", "critical"]),
+                prop::sample::select(vec!["", "plan", "apply"]),
+                prop::collection::vec("[a-z:]{0,6}", 0..3),
+                any::<i32>(),
+                prop::option::of(prop::collection::btree_map("[a-z_.]{1,8}", arb_json(), 0..3)),
+            ),
+            any::<(bool, bool, bool)>(),
+        )
+            .prop_map(
+                |(tool, args, targets, prov, (ident, risk, phase, scopes, ttl, auth), flags)| {
+                    let (with_deleg, with_skill, with_script) = flags;
+                    let args: serde_json::Map<String, Value> = args.into_iter().collect();
+                    let prov: Vec<Value> = prov
+                        .into_iter()
+                        .map(|(p, s)| json!({"arg_path": p, "source": s}))
+                        .collect();
+                    let mut ctx = json!({"identity": ident, "workspace": "/w\\x",
+                        "risk_class": risk, "phase": phase, "session_id": "s1",
+                        "credential_scopes": scopes, "credential_ttl_seconds": ttl.unsigned_abs(),
+                        "credential_source": "env"});
+                    if let Some(a) = auth {
+                        ctx["auth_context"] = Value::Object(a.into_iter().collect());
+                    }
+                    let mut v = json!({"tool_name": tool, "args": args, "targets": targets,
+                        "arg_provenance": prov, "context": ctx});
+                    if with_deleg {
+                        v["delegation"] = json!({"requester_identity": "b", "scope_class": "Write",
+                            "token_refs": ["r2", "r1"],
+                            "chain": [{"delegator_identity": "a", "delegate_identity": "b",
+                                       "issued_at": "2026-01-01T00:00:00+02:00"}]});
+                    }
+                    if with_skill {
+                        v["skill_provenance"] = json!({"skill_name": "s", "source": "registry",
+                            "publisher": "acme"});
+                    }
+                    if with_script {
+                        v["script"] = json!({"steps": [
+                            {"tool_name": "tool.b", "args": v["args"].clone(), "targets": v["targets"].clone()},
+                            {"tool_name": "tool.a", "args": {"k": [1, 2.5]}}]});
+                    }
+                    v
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn fast_digests_match_value_path(v in arb_request()) {
+            let Ok(r) = serde_json::from_value::<IntentRequest>(v) else {
+                return Ok(());
+            };
+            let Ok(parts) = normalize_parts(&r) else {
+                return Ok(());
+            };
+            let (args_fast, intent_fast) = digest::digests_of_parts(&parts).unwrap();
+            prop_assert_eq!(args_fast, canon::digest_of(&parts.args).unwrap());
+            prop_assert_eq!(intent_fast, digest::intent_digest_of_parts(&parts).unwrap());
+            if let Some(s) = &parts.script {
+                prop_assert_eq!(
+                    digest::script_hash_of(s).unwrap(),
+                    canon::digest_of(s).unwrap()
+                );
+            }
+            let n = normalize(&r).unwrap();
+            let pre = digest::intent_preimage(n.request()).unwrap();
+            prop_assert_eq!(&pre, &canon::to_vec(&preimage_value(n.request())));
+            prop_assert_eq!(canon::sha256_hex(&pre), n.intent_digest());
+        }
+    }
+
+    /// The preimage as a `Value` built from the request's JSON (reference for `intent_preimage`).
+    fn preimage_value(r: &IntentRequest) -> Value {
+        let mut v = serde_json::to_value(r).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        for k in [
+            "schema_id",
+            "schema_version",
+            "created_at",
+            "producer_version",
+            "args_digest",
+            "intent_digest",
+            "relationship",
+        ] {
+            obj.remove(k);
+        }
+        if obj.get("script_hash").and_then(Value::as_str) == Some("") {
+            obj.remove("script_hash");
+        }
+        if obj
+            .get("arg_provenance")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.is_empty())
+        {
+            obj.remove("arg_provenance");
+        }
+        v
+    }
+
+    #[test]
+    fn golden_digests_through_fast_path() {
+        // gate.md §4.6 OpenAI-derived intent.
+        let r = req(
+            json!({"tool_name": "tool.search", "args": {"query": "gait"},
+            "context": {"identity": "mcp-proxy", "workspace": ".", "risk_class": "high"}}),
+        );
+        let n = normalize(&r).unwrap();
+        assert_eq!(
+            n.intent_digest(),
+            "3619e812b9e7192ccd9f84fb51fc067284b1b015f5a8ac37b3748f77302f8841"
+        );
+        assert_eq!(
+            n.args_digest(),
+            "84bffb47539dfd5b66817c332232a11a021c082d68e191a264915d7a5156cfa5"
+        );
+    }
+}

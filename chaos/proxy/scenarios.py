@@ -1,0 +1,766 @@
+#!/usr/bin/env python3
+"""Chaos scenarios for `gait mcp serve` on real sockets and real processes (loopback only).
+
+    python3 chaos/proxy/scenarios.py NAME      (NAME: see SCENARIOS at the bottom)
+
+Each scenario starts its own demo upstream(s) and gait, injects one kind of fault, prints one
+line per check (`PASS name` / `FAIL name: why`) and `N passed, N failed`, and exits non-zero on
+any failure. CHAOS_QUICK=1 shrinks counts and durations for CI. Every wait is bounded; every
+process started is killed on exit (scripts/lib/harness.py).
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
+import harness as hz  # noqa: E402
+import mcp_client as mc  # noqa: E402
+
+Q = hz.quick()
+
+
+def base_dirs(h, name):
+    wd = h.dir(name)
+    return wd, h.dir(name, "traces"), h.dir(name, "sessions")
+
+
+def write_project_config(wd, metrics_port=None, extra=""):
+    """`.gait/config.yaml` in gait's cwd: admin listener for /metrics (+ extra YAML)."""
+    body = ""
+    if metrics_port:
+        body += f"metrics:\n  enabled: true\n  listen: 127.0.0.1:{metrics_port}\n"
+    body += extra
+    if body:
+        os.makedirs(os.path.join(wd, ".gait"), exist_ok=True)
+        with open(os.path.join(wd, ".gait", "config.yaml"), "w") as f:
+            f.write(body)
+
+
+def gait_args(policy, upstream_url, traces, sessions, *more):
+    return ["--policy", policy, "--upstream", upstream_url, "--trace-dir", traces,
+            "--session-dir", sessions, *more]
+
+
+def try_metrics(port):
+    if not port:
+        return None
+    try:
+        return mc.metrics(f"http://127.0.0.1:{port}/metrics")
+    except Exception:  # noqa: BLE001 - metrics are optional here; callers report absence
+        return None
+
+
+def gauge_sum(m, words):
+    """Sum of series whose name contains any of `words` (e.g. in-flight gauges)."""
+    if not m:
+        return None
+    hits = {k: v for k, v in m.items() if any(w in k.split("{")[0] for w in words)}
+    return (sum(hits.values()), sorted(hits)) if hits else None
+
+
+def healthy(h, gait, name="gait_still_healthy"):
+    ok = gait.alive()
+    status = None
+    try:
+        status = mc.request(gait.url("/healthz"), timeout=3).status
+    except Exception as e:  # noqa: BLE001
+        status = repr(e)
+    return h.check(name, ok and status == 200, f"alive={ok} /healthz={status} {gait.log(300) if not ok else ''}")
+
+
+def valid_call_works(h, gait, name="valid_call_after_fault", token=None, retries=20):
+    last = None
+    for _ in range(retries):
+        try:
+            s = mc.Session(gait.url("/mcp"), token=token)
+            s.initialize()
+            rid, r = s.call("echo", {"text": "ok?"})
+            s.close()
+            if r.status == 200 and mc.call_result_ok(r, rid):
+                return h.check(name, True)
+            last = repr(r)
+        except Exception as e:  # noqa: BLE001
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.25)
+    return h.check(name, False, last)
+
+
+# ---------------------------------------------------------------------------------------------
+def upstream_dies_mid_stream(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    up = h.start_upstream("upstream")
+    port = up.port
+    wd, traces, sessions = base_dirs(h, "gait")
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, sessions,
+                                       "--upstream-timeout-secs", "5"), cwd=wd)
+
+    # (a) the tool itself kills the upstream process after one progress event
+    s = mc.Session(g.url("/mcp"), timeout=20)
+    s.initialize()
+    t0 = time.monotonic()
+    try:
+        rid, r = s.call("die_mid_stream", {}, progress=True, timeout=20)
+        dt = time.monotonic() - t0
+        h.check("upstream_exit_mid_stream_gives_jsonrpc_error", mc.is_jsonrpc_error(r, rid) and dt < 15,
+                f"after {dt:.1f}s HTTP {r.status}: {r!r}")
+    except Exception as e:  # noqa: BLE001
+        h.check("upstream_exit_mid_stream_gives_jsonrpc_error", False,
+                f"client saw {type(e).__name__}: {e} (a torn stream, not a JSON-RPC error)")
+    up.popen.wait(timeout=10)
+    healthy(h, g, "gait_healthy_after_upstream_exit")
+
+    # (b) SIGKILL the upstream from outside while it streams progress events
+    up = h.start_upstream("upstream2", port=port)
+    s = mc.Session(g.url("/mcp"), timeout=20)
+    s.initialize()
+    result = {}
+
+    def stream():
+        try:
+            result["rid"], result["r"] = s.call("progress", {"steps": 200, "interval_ms": 50},
+                                                progress=True, timeout=20)
+        except Exception as e:  # noqa: BLE001
+            result["exc"] = e
+
+    th = threading.Thread(target=stream)
+    th.start()
+    time.sleep(0.8)
+    os.kill(up.pid, signal.SIGKILL)
+    th.join(timeout=25)
+    if th.is_alive():
+        h.check("upstream_sigkill_mid_stream_gives_jsonrpc_error", False, "client still waiting after 25 s")
+    elif "exc" in result:
+        h.check("upstream_sigkill_mid_stream_gives_jsonrpc_error", False,
+                f"client saw {type(result['exc']).__name__}: {result['exc']}")
+    else:
+        r = result["r"]
+        msgs = r.messages()
+        progress = sum(1 for m in msgs if m.get("method") == "notifications/progress")
+        h.check("upstream_sigkill_mid_stream_gives_jsonrpc_error",
+                mc.is_jsonrpc_error(r, result["rid"]),
+                f"HTTP {r.status}, {progress} progress events, then no JSON-RPC error: {r.text[-300:]!r}")
+        h.check("progress_events_streamed_before_kill", progress >= 2,
+                f"only {progress} progress events reached the client (buffered stream?)")
+    healthy(h, g, "gait_healthy_after_upstream_sigkill")
+
+    # (c) upstream down: a call is a clean JSON-RPC error, not a hang or a torn connection
+    try:
+        s2 = mc.Session(g.url("/mcp"), timeout=15)
+        rid, r = s2.rpc("initialize", {"protocolVersion": mc.PROTOCOL_VERSION, "capabilities": {},
+                                       "clientInfo": {"name": "chaos", "version": "0"}})
+        h.check("upstream_down_gives_jsonrpc_error", r.status in (502, 503, 504, 200)
+                and mc.is_jsonrpc_error(r, rid, allow_null_id=True), repr(r))
+    except Exception as e:  # noqa: BLE001
+        h.check("upstream_down_gives_jsonrpc_error", False, f"{type(e).__name__}: {e}")
+
+    h.start_upstream("upstream3", port=port)
+    valid_call_works(h, g, "gait_recovers_when_upstream_returns")
+
+
+# ---------------------------------------------------------------------------------------------
+def upstream_hangs(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    # JSON responses: a hanging tool sends no response head at all, so gait's deadline applies.
+    up = h.start_upstream("upstream", ["--stateless", "--json-response"])
+    wd, traces, sessions = base_dirs(h, "gait")
+    mport = mc.free_port()
+    write_project_config(wd, mport)
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, sessions,
+                                       "--upstream-timeout-secs", "2"), cwd=wd)
+    valid_call_works(h, g, "baseline_call_works")
+    time.sleep(0.5)
+    base = mc.proc_stats(g.pid)
+    m0 = try_metrics(mport)
+    infl0 = gauge_sum(m0, ("inflight", "in_flight", "active_requests", "open_requests"))
+
+    n = 10 if Q else 40
+    results = []
+
+    def one(i):
+        s = mc.Session(g.url("/mcp"), timeout=15)
+        try:
+            s.initialize()
+            t0 = time.monotonic()
+            rid, r = s.call("hang", {}, timeout=15)
+            return (r.status, mc.is_jsonrpc_error(r, rid), time.monotonic() - t0, None)
+        except Exception as e:  # noqa: BLE001
+            return (None, False, None, f"{type(e).__name__}: {e}")
+        finally:
+            s.close()
+
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        results = list(ex.map(one, range(n)))
+    bad = [r for r in results if not (r[0] == 504 and r[1])]
+    h.check("hanging_upstream_gives_504_jsonrpc_error", not bad,
+            f"{len(bad)}/{n} not 504+JSON-RPC error, e.g. {bad[:2]}")
+    slow = [r for r in results if r[2] is not None and r[2] > 8]
+    h.check("upstream_timeout_is_bounded", not slow, f"{len(slow)} calls took > 8 s with a 2 s timeout")
+
+    # leak check: fds and threads return to baseline once the timed-out calls are gone
+    deadline = time.monotonic() + 10
+    now = mc.proc_stats(g.pid)
+    while time.monotonic() < deadline:
+        now = mc.proc_stats(g.pid)
+        if now["fds"] <= base["fds"] + 4:
+            break
+        time.sleep(0.5)
+    h.check("no_fd_leak_after_timeouts", now["fds"] <= base["fds"] + 4,
+            f"fds {base['fds']} -> {now['fds']}")
+    h.check("no_thread_growth_after_timeouts", now["threads"] <= base["threads"] + 2,
+            f"threads {base['threads']} -> {now['threads']}")
+    m1 = try_metrics(mport)
+    infl1 = gauge_sum(m1, ("inflight", "in_flight", "active_requests", "open_requests"))
+    if infl0 is None or infl1 is None:
+        h.info(f"no in-flight gauge on /metrics (127.0.0.1:{mport}); fd/thread counts used instead")
+    else:
+        h.check("inflight_gauge_back_to_baseline", infl1[0] <= infl0[0],
+                f"{infl1[1]}: {infl0[0]} -> {infl1[0]}")
+    healthy(h, g)
+    valid_call_works(h, g)
+
+
+# ---------------------------------------------------------------------------------------------
+def _closed_within(sock, seconds, drip=None):
+    """Wait until the peer closes `sock` (EOF/reset) or `seconds` pass; optionally drip bytes."""
+    sock.settimeout(0.5)
+    deadline = time.monotonic() + seconds
+    t0 = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            if drip:
+                sock.sendall(drip)
+            data = sock.recv(4096)
+            if not data:
+                return time.monotonic() - t0
+            if data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 400"):
+                return time.monotonic() - t0
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - t0
+    return None
+
+
+def slowloris_and_half_open(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    up = h.start_upstream("upstream")
+    wd, traces, sessions = base_dirs(h, "gait")
+    cap = 64
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, sessions,
+                                       "--max-connections", str(cap)), cwd=wd)
+    valid_call_works(h, g, "baseline_call_works")
+    base = mc.proc_stats(g.pid)
+    n = 10 if Q else 30
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        return s
+
+    results = {"slowloris": [], "silent": [], "slow_body": []}
+
+    def slowloris(_):
+        s = connect()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        return _closed_within(s, 15, drip=b"X")  # one header byte per 0.5 s, never finishing
+
+    def silent(_):
+        s = connect()
+        return _closed_within(s, 15)
+
+    def slow_body(_):
+        s = connect()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\"")
+        return _closed_within(s, 40)
+
+    legit = {}
+
+    def legit_probe():
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        try:
+            r = mc.request(g.url("/healthz"), timeout=14)
+            legit["status"], legit["dt"] = r.status, time.monotonic() - t0
+        except Exception as e:  # noqa: BLE001
+            legit["err"] = f"{type(e).__name__}: {e}"
+
+    peak = {"fds": 0}
+
+    def sampler(stop):
+        while not stop.is_set():
+            try:
+                peak["fds"] = max(peak["fds"], mc.proc_stats(g.pid)["fds"])
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    stop = threading.Event()
+    st = threading.Thread(target=sampler, args=(stop,))
+    st.start()
+    lp = threading.Thread(target=legit_probe)
+    with ThreadPoolExecutor(max_workers=3 * n + 4) as ex:
+        futs = {k: [ex.submit(fn, i) for i in range(n)]
+                for k, fn in (("slowloris", slowloris), ("silent", silent), ("slow_body", slow_body))}
+        lp.start()
+        for k, fs in futs.items():
+            results[k] = [f.result() for f in fs]
+    lp.join(timeout=20)
+    stop.set()
+    st.join()
+
+    for k, limit in (("slowloris", 15), ("silent", 15), ("slow_body", 40)):
+        open_ = sum(1 for r in results[k] if r is None)
+        worst = max([r for r in results[k] if r is not None] or [0])
+        h.check(f"{k}_connections_closed_by_server", open_ == 0,
+                f"{open_}/{n} still open after {limit} s (slowest closed at {worst:.1f}s)")
+    h.check("legit_request_served_during_attack", legit.get("status") == 200,
+            f"{legit}")
+
+    # connection cap: many idle connections must not raise gait's fd count past the cap
+    flood = []
+    try:
+        for _ in range(cap + 100):
+            flood.append(connect())
+    except OSError as e:
+        h.info(f"flood stopped at {len(flood)} connections: {e}")
+    time.sleep(1.5)
+    during = mc.proc_stats(g.pid)["fds"]
+    peak["fds"] = max(peak["fds"], during)
+    h.check("connection_cap_bounds_open_fds", during <= base["fds"] + cap + 16,
+            f"gait fds {base['fds']} -> {during} with {len(flood)} idle connections, cap {cap}")
+    t0 = time.monotonic()
+    try:
+        r = mc.request(g.url("/healthz"), timeout=15)
+        h.check("served_while_connection_cap_reached", r.status == 200,
+                f"HTTP {r.status} after {time.monotonic() - t0:.1f}s")
+    except Exception as e:  # noqa: BLE001
+        h.check("served_while_connection_cap_reached", False, f"{type(e).__name__}: {e} after {time.monotonic() - t0:.1f}s")
+    for s in flood:
+        s.close()
+    deadline = time.monotonic() + 10
+    now = mc.proc_stats(g.pid)
+    while time.monotonic() < deadline and now["fds"] > base["fds"] + 4:
+        time.sleep(0.5)
+        now = mc.proc_stats(g.pid)
+    h.check("fds_back_to_baseline", now["fds"] <= base["fds"] + 4, f"{base['fds']} -> {now['fds']} (peak {peak['fds']})")
+    healthy(h, g)
+    valid_call_works(h, g)
+
+
+# ---------------------------------------------------------------------------------------------
+def malformed_payloads(rng, port):
+    """One malformed HTTP request (bytes) per call: fuzzed JSON-RPC, bad UTF-8, huge headers…"""
+    hdr = (b"Host: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+           b"Accept: application/json, text/event-stream\r\n") % port
+
+    def post(body, extra=b"", path=b"/mcp"):
+        return (b"POST " + path + b" HTTP/1.1\r\n" + hdr + extra
+                + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+
+    kind = rng.randrange(16)
+    if kind == 0:
+        return "random_bytes_body", post(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))))
+    if kind == 1:
+        return "bad_utf8_in_json", post(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\xff\xfe\xc3","arguments":{"t":"\xed\xa0\x80"}}}')
+    if kind == 2:
+        depth = rng.choice([200, 5000, 50000])
+        return "deep_nesting", post(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + b"[" * depth + b"]" * depth + b"}")
+    if kind == 3:
+        v = rng.choice([b"{}", b"[]", b"null", b"1", b'"x"', b"[1,2,3]", b'{"id":{},"method":5}',
+                        b'{"jsonrpc":"1.0","id":1,"method":"tools/call"}',
+                        b'{"jsonrpc":"2.0","id":[1],"method":"tools/call","params":"x"}',
+                        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}',
+                        b'{"jsonrpc":"2.0","id":1e999999,"method":"tools/call","params":{"name":"echo"}}',
+                        b'[' + b','.join([b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/"}}}'] * 50) + b']'])
+        return "jsonrpc_wrong_shape", post(v)
+    if kind == 4:
+        return "huge_header", (b"POST /mcp HTTP/1.1\r\n" + hdr + b"X-Big: " + b"a" * rng.choice([20000, 70000, 200000])
+                               + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    if kind == 5:
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(rng.choice([150, 1000, 5000])))
+        return "many_headers", b"POST /mcp HTTP/1.1\r\n" + hdr + many + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    if kind == 6 and rng.random() < 0.1:
+        return "empty_lines_prefix", b"\r\n\r\n\r\n"  # a valid (ignored) prefix of a request: incomplete
+    if kind == 6:
+        return "garbage_request_line", rng.choice([b"GARBAGE\r\n\r\n", b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n",
+                                                   b"GET / HTTP/9.9\r\n\r\n", b"POST /mcp HTTP/1.1\r\n\r\n",
+                                                   b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"])
+    if kind == 7:
+        return "bad_chunked", (b"POST /mcp HTTP/1.1\r\n" + hdr + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                               + rng.choice([b"zz\r\nabc\r\n0\r\n\r\n", b"ffffffffffffffff\r\n", b"3\r\nabcdef\r\n0\r\n\r\n"]))
+    if kind == 8:
+        return "smuggling_cl_te", (b"POST /mcp HTTP/1.1\r\n" + hdr + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+                                   b"Connection: close\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+    if kind == 9:
+        return "short_body", (b"POST /mcp HTTP/1.1\r\n" + hdr + b"Content-Length: 500\r\nConnection: close\r\n\r\n{\"jsonrpc\":")
+    if kind == 10:
+        return "bad_header_bytes", (b"POST /mcp HTTP/1.1\r\n" + hdr + b"X-Bad: \xff\xfe\x00x\r\nMcp-Session-Id: \x7f\x80\r\n"
+                                    b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    if kind == 11:
+        return "bad_path", rng.choice([b"GET /mcp/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                       b"GET /%00%ff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                       b"GET http://evil.example/mcp HTTP/1.1\r\nHost: evil\r\nConnection: close\r\n\r\n",
+                                       b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    if kind == 12:
+        return "wrong_method", rng.choice([b"PUT", b"PATCH", b"TRACE", b"OPTIONS", b"CONNECT", b"DELETE"]) + \
+            b" /mcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    if kind == 13:
+        return "bad_session_id", post(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}',
+                                      extra=b"Mcp-Session-Id: " + bytes(rng.choice(b"abc\t !~") for _ in range(40)) + b"\r\n")
+    if kind == 14:
+        return "bad_content_type", post(b'{"jsonrpc":"2.0","id":1,"method":"ping"}').replace(b"application/json\r\n", rng.choice([b"text/plain\r\n", b"application/json; charset=\xff\r\n", b"multipart/form-data\r\n"]), 1)
+    return "evaluate_fuzz", post(rng.choice([b'{"call":null}', b'{"call":{"type":"function"}}', b'{"call":{"function":{"name":"\xff"}}}',
+                                            b'{"call":' + b'{"a":' * 3000 + b'1' + b'}' * 3000 + b'}']), path=b"/v1/evaluate")
+
+
+TRUNCATED_KINDS = ("short_body", "bad_chunked", "empty_lines_prefix")
+
+
+def send_raw(port, payload, timeout=5.0, half_close=False):
+    """Send one raw request; return the status code, 'closed' or 'timeout'.
+
+    `half_close` shuts down our write side after sending, for payloads whose body is truncated:
+    the server then knows the body will never complete (a slow body is the slowloris scenario's
+    business). Other payloads keep the write side open, because hyper closes a half-closed
+    connection without answering and that would hide the status the test is checking."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            try:
+                s.sendall(payload)
+                if half_close:
+                    s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # server may close early on huge input; read what it said
+            s.settimeout(timeout)
+            data = b""
+            try:
+                while len(data) < 16 and b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except socket.timeout:
+                return "timeout"
+            except OSError:
+                return "closed"
+            if data.startswith(b"HTTP/1.") and len(data) >= 12:
+                try:
+                    return int(data[9:12])
+                except ValueError:
+                    return "garbled"
+            return "closed"
+    except OSError:
+        return "connect_error"
+
+
+def malformed_flood(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    up = h.start_upstream("upstream")
+    wd, traces, sessions = base_dirs(h, "gait")
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, sessions), cwd=wd)
+    valid_call_works(h, g, "baseline_call_works")
+    total = 2000 if Q else 10000
+    warm = total // 5
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "6")))
+    payloads = [malformed_payloads(rng, g.port) for _ in range(total)]
+    statuses = {}
+    by_kind_5xx = {}
+    by_kind_timeout = {}
+    lock = threading.Lock()
+
+    def run(batch):
+        for kind, p in batch:
+            st = send_raw(g.port, p, half_close=kind in TRUNCATED_KINDS)
+            with lock:
+                statuses[st] = statuses.get(st, 0) + 1
+                if isinstance(st, int) and st >= 500:
+                    by_kind_5xx[kind] = by_kind_5xx.get(kind, 0) + 1
+                if st == "timeout":
+                    by_kind_timeout[kind] = by_kind_timeout.get(kind, 0) + 1
+
+    workers = 8
+    # warm-up with the same concurrency as the flood, so allocator arenas and the upstream
+    # connection pool reach their working size before the baseline sample
+    first = payloads[:warm]
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        list(ex.map(run, [first[i::workers] for i in range(workers)]))
+    time.sleep(0.5)
+    rss_warm = mc.proc_stats(g.pid)
+    t0 = time.monotonic()
+    rest = payloads[warm:]
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        list(ex.map(run, [rest[i::workers] for i in range(workers)]))
+    dt = time.monotonic() - t0
+    time.sleep(1.0)
+    after = mc.proc_stats(g.pid)
+    h.info(f"{total} malformed requests in {dt:.1f}s; outcomes {dict(sorted(statuses.items(), key=str))}")
+    h.check("process_survives_malformed_flood", g.alive(), g.log(400))
+    h.check("no_5xx_for_malformed_input", not by_kind_5xx, f"5xx by payload kind: {by_kind_5xx}")
+    h.check("no_timeouts_for_malformed_input", statuses.get("timeout", 0) == 0,
+            f"{statuses.get('timeout', 0)} requests got neither an answer nor a close within 5 s: {by_kind_timeout}")
+    limit = rss_warm["rss_kib"] * 1.25 + 4096
+    h.check("rss_flat_after_flood", after["rss_kib"] <= limit,
+            f"RSS {rss_warm['rss_kib']} KiB after warm-up -> {after['rss_kib']} KiB (limit {int(limit)})")
+    h.check("fds_flat_after_flood", after["fds"] <= rss_warm["fds"] + 4, f"fds {rss_warm['fds']} -> {after['fds']}")
+    forwarded = up.stats().get("tools", {}).get("delete_file", 0)
+    h.check("malformed_batches_never_execute_blocked_tool", forwarded == 0,
+            f"upstream executed delete_file {forwarded} times")
+    healthy(h, g)
+    valid_call_works(h, g)
+
+
+# ---------------------------------------------------------------------------------------------
+def trace_dir_unwritable_or_full(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    env, keys = hz.std_env(h)
+    up = h.start_upstream("upstream")
+    wd = h.dir("gait")
+    traces = os.path.join(wd, "traces")
+    mounted = True
+    try:
+        h.mount_tmpfs(traces, "512k")
+    except RuntimeError as e:
+        mounted = False
+        os.makedirs(traces, exist_ok=True)
+        h.info(f"no tmpfs ({e}); only the 'path is not a directory' fault is injected")
+    prod = ("--profile", "oss-prod", "--workspace", "/srv/chaos", "--auth-mode", "token",
+            "--auth-token-env", "GAIT_MCP_TOKEN", "--key-mode", "prod",
+            "--private-key-env", "GAIT_PRIVATE_KEY")
+    tok = env["GAIT_MCP_TOKEN"]
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, h.dir("gait", "sessions"), *prod),
+                     cwd=wd, env=env)
+    valid_call_works(h, g, "baseline_call_works_in_oss_prod", token=tok)
+    time.sleep(0.5)
+    h.check("baseline_trace_written", len(hz.traces_in(traces)) >= 1, f"{hz.traces_in(traces)}")
+
+    def fault_check(label):
+        before = up.tool_count("echo")
+        errs = 0
+        detail = []
+        for i in range(5):
+            try:
+                s = mc.Session(g.url("/mcp"), timeout=10, token=tok)
+                s.initialize()
+                rid, r = s.call("echo", {"text": f"{label}{i}"})
+                s.close()
+                if mc.is_jsonrpc_error(r, rid) or r.status >= 400:
+                    errs += 1
+                else:
+                    detail.append(f"HTTP {r.status} success")
+            except Exception as e:  # noqa: BLE001 - initialize may itself be refused: still not forwarded
+                errs += 1
+                detail.append(f"{type(e).__name__}")
+        after = up.tool_count("echo")
+        h.check(f"{label}_fail_closed_not_forwarded", after == before,
+                f"upstream echo count {before} -> {after} while trace dir is {label}")
+        h.check(f"{label}_client_gets_error", errs == 5, f"{errs}/5 calls errored: {detail[:3]}")
+        healthy(h, g, f"gait_alive_while_{label}")
+
+    def recovered(label):
+        valid_call_works(h, g, f"recovers_after_{label}", token=tok, retries=40)
+
+    if mounted:
+        h.remount(traces, "ro")
+        fault_check("trace_dir_readonly")
+        h.remount(traces, "rw")
+        recovered("trace_dir_readonly")
+        filler = os.path.join(traces, "zz_filler.bin")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        fault_check("trace_dir_full")
+        os.unlink(filler)
+        recovered("trace_dir_full")
+    moved = traces + ".moved"
+    if mounted:
+        h.stop(g)  # a mount point cannot be renamed: restart gait on a plain directory
+        traces = h.dir("gait", "traces2")
+        g = h.start_gait("gait2", gait_args(policy, up.url(), traces, h.dir("gait", "sessions2"), *prod),
+                         cwd=wd, env=env)
+        moved = traces + ".moved"
+    os.rename(traces, moved)
+    with open(traces, "w") as f:
+        f.write("not a directory\n")
+    fault_check("trace_dir_not_a_directory")
+    os.unlink(traces)
+    os.rename(moved, traces)
+    recovered("trace_dir_not_a_directory")
+
+
+# ---------------------------------------------------------------------------------------------
+def kill9_under_load(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    env, keys = hz.std_env(h)
+    up = h.start_upstream("upstream")
+    wd, traces, sessions = base_dirs(h, "gait")
+    args = gait_args(policy, up.url(), traces, sessions, "--key-mode", "prod",
+                     "--private-key-env", "GAIT_PRIVATE_KEY")
+    g = h.start_gait("gait", args, cwd=wd, env=env)
+    port = g.port
+    acked = {"n": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(i):
+        while not stop.is_set():
+            try:
+                s = mc.Session(g.url("/mcp"), timeout=5)
+                s.initialize()
+                j = 0
+                while not stop.is_set():
+                    tool, a = (("delete_file", {"path": f"/w{i}"}) if j % 5 == 4 else ("echo", {"text": f"w{i}-{j}"}))
+                    rid, r = s.call(tool, a)
+                    if tool == "echo" and mc.call_result_ok(r, rid):
+                        with lock:  # an allowed call forwarded and answered: it must have a trace
+                            acked["n"] += 1
+                    j += 1
+            except Exception:  # noqa: BLE001 - expected once gait is killed
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0 if Q else 5.0)
+    os.kill(g.pid, signal.SIGKILL)
+    g.popen.wait(timeout=10)
+    acked_at_kill = acked["n"]
+    h.info(f"kill -9 after {acked_at_kill} answered allowed calls")
+    time.sleep(0.3)
+    try:
+        g2 = h.start_gait("gait-restarted", args, cwd=wd, env=env, port=port)
+        h.check("restart_after_kill9", True)
+    except RuntimeError as e:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        h.check("restart_after_kill9", False, e)
+        return
+    time.sleep(1.5 if Q else 3.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    total_acked = acked["n"]
+    h.stop(g2)  # graceful: flush writers
+    files = hz.traces_in(traces)
+    bad, records = [], []
+    for f in files:
+        try:
+            records.append(json.load(open(f)))
+        except ValueError as e:
+            bad.append(f"{os.path.basename(f)}: {e}")
+    h.check("every_trace_file_parses", not bad and files, f"{len(bad)}/{len(files)} corrupt: {bad[:3]}")
+    sample = files if not Q else files[:: max(1, len(files) // 100)]
+    unverified = []
+    for f in sample:
+        r = h.run_gait(["trace", "verify", f, "--public-key", keys["public_path"], "--json"], timeout=20)
+        if r.returncode != 0:
+            unverified.append(f"{os.path.basename(f)} exit {r.returncode} {(r.stdout + r.stderr)[:120]}")
+    h.check("every_trace_file_verifies", not unverified and sample,
+            f"{len(unverified)}/{len(sample)} fail verify: {unverified[:2]}")
+    ids = [r.get("event_id") for r in records]
+    h.check("event_ids_unique_across_restart", len(ids) == len(set(ids)), f"{len(ids)} ids, {len(set(ids))} distinct")
+    allow_traces = sum(1 for r in records if r.get("verdict") == "allow")
+    h.check("no_answered_allowed_call_without_trace", allow_traces >= total_acked,
+            f"{total_acked} allowed calls answered to clients but only {allow_traces} allow traces on disk")
+    stray = [f for f in os.listdir(traces) if not (f.endswith(".json") and "trace" in f)]
+    if stray:
+        h.info(f"{len(stray)} non-trace files left in the trace dir (temp files?): {stray[:5]}")
+    torn = []
+    for root, _d, fs in os.walk(sessions):
+        for f in fs:
+            if not f.endswith(".jsonl"):
+                continue
+            lines = open(os.path.join(root, f), "rb").read().split(b"\n")
+            for k, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except ValueError:
+                    if k != len(lines) - 1 or lines[-1] == b"":
+                        torn.append(f"{f}:{k + 1}")
+    h.check("session_journals_have_no_corrupt_inner_lines", not torn, f"corrupt lines {torn[:5]}")
+
+
+# ---------------------------------------------------------------------------------------------
+def trace_uniqueness(h):
+    policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
+    up = h.start_upstream("upstream")
+    wd, traces, sessions = base_dirs(h, "gait")
+    g = h.start_gait("gait", gait_args(policy, up.url(), traces, sessions), cwd=wd)
+    threads, per = (8, 20) if Q else (16, 50)
+    answered = {"n": 0}
+    lock = threading.Lock()
+
+    def worker(_):
+        s = mc.Session(g.url("/mcp"), timeout=10)
+        s.initialize()
+        for _ in range(per):
+            rid, r = s.call("echo", {"text": "identical"})
+            if mc.call_result_ok(r, rid):
+                with lock:
+                    answered["n"] += 1
+        s.close()
+
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        list(ex.map(worker, range(threads)))
+    n = threads * per
+    h.check("all_concurrent_calls_answered", answered["n"] == n, f"{answered['n']}/{n}")
+    deadline = time.monotonic() + 10
+    files = hz.traces_in(traces)
+    while time.monotonic() < deadline and len(files) < n:
+        time.sleep(0.2)
+        files = hz.traces_in(traces)
+    recs = []
+    for f in files:
+        try:
+            recs.append(json.load(open(f)))
+        except ValueError:
+            pass
+    ids = [r.get("event_id") for r in recs]
+    h.check("one_trace_file_per_call", len(files) == n, f"{len(files)} trace files for {n} identical calls")
+    h.check("event_ids_unique", len(ids) == len(set(ids)) and all(ids), f"{len(ids)} ids, {len(set(ids))} distinct")
+    names = [os.path.basename(f) for f in files]
+    h.check("trace_file_names_unique", len(names) == len(set(names)), "duplicate file names")
+
+
+SCENARIOS = {
+    "upstream_dies_mid_stream": upstream_dies_mid_stream,
+    "upstream_hangs": upstream_hangs,
+    "slowloris_and_half_open": slowloris_and_half_open,
+    "malformed_flood": malformed_flood,
+    "trace_dir_unwritable_or_full": trace_dir_unwritable_or_full,
+    "kill9_under_load": kill9_under_load,
+    "trace_uniqueness": trace_uniqueness,
+}
+
+
+def main(argv):
+    if len(argv) != 1 or argv[0] not in SCENARIOS:
+        print(f"usage: scenarios.py {{{'|'.join(SCENARIOS)}}}", file=sys.stderr)
+        return 6
+    h = hz.Harness(f"chaos-{argv[0]}")
+    print(f"# chaos/proxy {argv[0]} (quick={Q})", flush=True)
+    try:
+        SCENARIOS[argv[0]](h)
+    except Exception as e:  # noqa: BLE001 - a crashed scenario is a failed scenario
+        h.check(f"{argv[0]}_ran", False, f"{type(e).__name__}: {e}")
+    return h.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

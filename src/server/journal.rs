@@ -1,0 +1,286 @@
+//! Session journals of the proxy path: every decided `tools/call` that carries an
+//! `Mcp-Session-Id` is appended to `<session-dir>/<base>.journal.jsonl` (sessions.md §7 naming)
+//! through one [`JournalWriter`] per session.
+//!
+//! The append is awaited before the request goes on (the writer's group commit makes it
+//! durable), so a call the upstream sees is already journaled; a full writer queue or lock
+//! contention refuses the request (503 + `Retry-After`). The run id of a proxied session is
+//! stable, `run_mcp_<first 12 hex of sha256(session id)>`, so all its calls share one journal
+//! (Go derives it per intent, which splits every distinct call into its own journal).
+//!
+//! Invariant: at most `max_open` writers (each holds one blocking thread) are open; the least
+//! recently used one is dropped first, and writers idle longer than `idle` are dropped whenever
+//! a new one is opened.
+
+use super::decide::Decision;
+use super::error::{BoxResponse, ResBody, json_response};
+use super::gate::GateOutcome;
+use super::jsonrpc;
+use super::record::CallTracePaths;
+use crate::session::{
+    AppendInput, JournalWriter, JournalWriterConfig, Options, SessionError, naming,
+};
+use http::{HeaderValue, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tower::{Layer, Service};
+
+/// JSON-RPC error code of a refused journal append (retry later).
+pub const SESSION_UNAVAILABLE: i64 = -32004;
+
+/// The open journal writers of one server.
+#[derive(Debug)]
+pub struct Journals {
+    dir: PathBuf,
+    max_open: usize,
+    idle: Duration,
+    options: Options,
+    writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
+}
+
+impl Journals {
+    pub fn new(dir: PathBuf, max_open: usize, idle: Duration) -> Self {
+        Journals {
+            dir,
+            max_open: max_open.max(1),
+            idle,
+            options: Options::default(),
+            writers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lock settings and producer version of the writers (`Options::from_env` in the server).
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    fn config(&self, journal: PathBuf, session_id: &str, run_id: &str) -> JournalWriterConfig {
+        let mut c = JournalWriterConfig::new(journal, session_id, run_id);
+        c.options = self.options.clone();
+        c
+    }
+
+    /// Stable run id of a proxied session.
+    pub fn run_id(session_id: &str) -> String {
+        let h = crate::canon::sha256_hex(session_id.as_bytes());
+        naming::run_id_from_intent_digest(&h)
+    }
+
+    /// Number of open writers.
+    pub async fn open_count(&self) -> usize {
+        self.writers.lock().await.len()
+    }
+
+    async fn writer(&self, session_id: &str) -> Result<JournalWriter, SessionError> {
+        {
+            let mut map = self.writers.lock().await;
+            if let Some((w, used)) = map.get_mut(session_id) {
+                *used = Instant::now();
+                return Ok(w.clone());
+            }
+        }
+        // Open without holding the map (start may wait for the journal lock); a concurrent
+        // open of the same session is harmless (start is idempotent) and the loser is dropped.
+        let run_id = Self::run_id(session_id);
+        let primary = naming::journal_path(&self.dir, session_id);
+        let opened = match JournalWriter::open(self.config(primary, session_id, &run_id)).await {
+            Err(e) if naming::is_identity_conflict(&e) => {
+                let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
+                JournalWriter::open(self.config(alt, session_id, &run_id)).await?
+            }
+            other => other?,
+        };
+        let mut map = self.writers.lock().await;
+        let now = Instant::now();
+        if let Some((w, used)) = map.get_mut(session_id) {
+            *used = now;
+            return Ok(w.clone());
+        }
+        let idle = self.idle;
+        map.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        while map.len() >= self.max_open {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => map.remove(&k),
+                None => break,
+            };
+        }
+        map.insert(session_id.to_string(), (opened.clone(), now));
+        Ok(opened)
+    }
+
+    /// Append one decided call; resolves once it is durable, with its sequence.
+    pub async fn append(
+        &self,
+        session_id: &str,
+        d: &Decision,
+        trace_path: String,
+    ) -> Result<i64, SessionError> {
+        let w = self.writer(session_id).await?;
+        let input = AppendInput {
+            tool_name: d.tool_name.clone(),
+            intent_digest: d.intent_digest.clone(),
+            policy_digest: d.policy_digest.clone(),
+            trace_id: d.trace_id.clone(),
+            trace_path,
+            verdict: d.verdict.as_str().to_string(),
+            reason_codes: d.reason_codes.clone(),
+            violations: d.violations.clone(),
+            ..AppendInput::default()
+        };
+        let appended = w.append(input).await?;
+        Ok(appended.sequence)
+    }
+}
+
+/// Appends every decided `tools/call` of a session-bound MCP POST before it goes inward.
+#[derive(Debug, Clone)]
+pub struct JournalLayer {
+    journals: Option<Arc<Journals>>,
+}
+
+impl JournalLayer {
+    pub fn new(journals: Option<Arc<Journals>>) -> Self {
+        JournalLayer { journals }
+    }
+}
+
+impl<S> Layer<S> for JournalLayer {
+    type Service = JournalAppend<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        JournalAppend {
+            inner,
+            journals: self.journals.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalAppend<S> {
+    inner: S,
+    journals: Option<Arc<Journals>>,
+}
+
+/// The refusal for a failed append: the session error's status (503 + `Retry-After` for lock
+/// contention or a full writer queue) with a JSON-RPC error for the first call's id.
+fn refuse(id: &Value, e: &SessionError) -> Response<ResBody> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = jsonrpc::error(
+        id,
+        SESSION_UNAVAILABLE,
+        &format!("gait: session journal append failed: {e}"),
+        Some(json!({"reason_code": e.reason_code(), "retryable": e.retryable()})),
+    );
+    let mut res = json_response(status, &body);
+    if let Some(r) = e.retry_after() {
+        res.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(r.as_secs().max(1)),
+        );
+    }
+    res
+}
+
+impl<S, B> Service<Request<B>> for JournalAppend<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let journals = self.journals.clone();
+        Box::pin(async move {
+            let session = req
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty());
+            if let (Some(j), Some(sid), Some(GateOutcome::Mcp(o))) =
+                (journals, session, req.extensions().get::<GateOutcome>())
+                && !o.initialize
+            {
+                let paths = req.extensions().get::<CallTracePaths>();
+                for (i, c) in o.calls.iter().enumerate() {
+                    let Ok(d) = &c.result else { continue };
+                    let trace_path = paths
+                        .and_then(|p| p.0.get(i).cloned().flatten())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    if let Err(e) = j.append(sid, d, trace_path).await {
+                        tracing::warn!(session_id = %sid, error = %e, "Session journal append failed.");
+                        return Ok(refuse(&c.id, &e));
+                    }
+                }
+            }
+            inner.call(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_is_stable_and_normalized() {
+        let a = Journals::run_id("sess-1");
+        assert_eq!(a, Journals::run_id("sess-1"));
+        assert_ne!(a, Journals::run_id("sess-2"));
+        assert!(
+            a.starts_with("run_mcp_") && a.len() == "run_mcp_".len() + 12,
+            "{a}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bounded_writers_drop_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journals::new(dir.path().to_path_buf(), 2, Duration::from_secs(3600));
+        let d = Decision {
+            verdict: crate::verdict::Verdict::Allow,
+            reason_codes: vec![],
+            violations: vec![],
+            trace_id: "t".repeat(24),
+            policy_digest: "a".repeat(64),
+            intent_digest: "b".repeat(64),
+            tool_name: "echo".into(),
+            run_id: String::new(),
+            session_id: None,
+            output: Default::default(),
+            trace: None,
+            rate_limit: None,
+            retry_after: None,
+        };
+        for s in ["s1", "s2", "s3"] {
+            assert_eq!(j.append(s, &d, String::new()).await.unwrap(), 1);
+        }
+        assert_eq!(j.open_count().await, 2);
+        // s1 was dropped; reopening continues its journal.
+        assert_eq!(j.append("s1", &d, String::new()).await.unwrap(), 2);
+        assert_eq!(j.open_count().await, 2);
+    }
+}

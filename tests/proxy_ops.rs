@@ -1,0 +1,458 @@
+//! The ops wiring of `gait mcp serve`, end to end through the live proxy in front of a real
+//! rmcp upstream: exact `/metrics` counters scraped from the admin listener, policy and
+//! per-token rate limits (compat and strict), and the per-session journal.
+
+mod support_proxy;
+
+use gait::ops::config::ProjectConfig;
+use gait::ops::env::MapEnv;
+use gait::ops::runtime::OpsRuntime;
+use gait::server::config::{ServeConfig, VerdictStatusMode};
+use gait::server::journal::Journals;
+use gait::server::{OpsHooks, Runtime, default_loader, serve_with};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use support_proxy::*;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const VERSION: &str = "2025-06-18";
+
+const RATE_POLICY: &str = "schema_id: gait.gate.policy
+schema_version: 1.0.0
+default_verdict: allow
+rules:
+  - name: limited-echo
+    priority: 10
+    effect: allow
+    match:
+      tool_names: [echo]
+    rate_limit:
+      requests: 2
+      window: minute
+      scope: tool
+";
+
+struct Running {
+    url: String,
+    admin: Option<std::net::SocketAddr>,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), gait::server::ServeError>>,
+    ops: OpsRuntime,
+    calls: Calls,
+    _up_stop: CancellationToken,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn shutdown(self) -> tempfile::TempDir {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("gait stops")
+            .unwrap()
+            .unwrap();
+        self.ops.shutdown().await;
+        self.dir
+    }
+}
+
+/// Upstream + gait with ops (metrics on 127.0.0.1:0) and session journals wired in.
+async fn start(
+    policy: Option<&str>,
+    tweak: impl FnOnce(&mut ServeConfig),
+    project: impl FnOnce(&mut ProjectConfig),
+) -> Running {
+    let (up, calls, up_stop) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    if let Some(p) = policy {
+        std::fs::write(cfg.policy.as_ref().unwrap(), p).unwrap();
+    }
+    tweak(&mut cfg);
+    let mut pc = ProjectConfig::default();
+    pc.metrics.enabled = true;
+    pc.metrics.listen = "127.0.0.1:0".into();
+    project(&mut pc);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.listen = listener.local_addr().unwrap();
+    let policy = gait::policy::Policy::load(cfg.policy.as_ref().unwrap()).unwrap();
+    let (tools, reasons) = gait::ops::telemetry::labels_for_policy(&policy);
+    let cancel = CancellationToken::new();
+    let ops = OpsRuntime::start(&pc, &cfg, &MapEnv::new(), tools, reasons, &cancel)
+        .await
+        .unwrap();
+    let mut rt = Runtime::from_config(&cfg, |_| None, default_loader(&cfg).unwrap()).unwrap();
+    rt.ops = Some(OpsHooks {
+        telemetry: ops.telemetry.clone(),
+        rate_limiter: ops.rate_limiter.clone(),
+    });
+    rt.journals = Some(Arc::new(Journals::new(
+        cfg.session_dir.clone(),
+        16,
+        Duration::from_secs(300),
+    )));
+    let url = format!("http://{}/mcp", cfg.listen);
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(serve_with(
+        listener,
+        cfg,
+        rt,
+        stop.clone().cancelled_owned(),
+    ));
+    Running {
+        url,
+        admin: ops.admin_addr,
+        stop,
+        handle,
+        ops,
+        calls,
+        _up_stop: up_stop,
+        dir,
+    }
+}
+
+fn call(id: i64, tool: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": {"message": "hi"}}})
+}
+
+/// One tools/call in the session; returns (status, retry-after, JSON-RPC message).
+async fn tool_call(
+    client: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    id: i64,
+    tool: &str,
+) -> (u16, Option<String>, Value) {
+    let res = session_post(client, url, sid, VERSION, &call(id, tool))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = res.bytes().await.unwrap();
+    (status, retry, rpc_body(&ct, &body))
+}
+
+/// Prometheus text → (name, labels) → value.
+type Series = Vec<(String, BTreeMap<String, String>, f64)>;
+
+fn parse_metrics(text: &str) -> Series {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (metric, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let (name, labels) = match metric.split_once('{') {
+            Some((n, rest)) => {
+                let inner = rest.strip_suffix('}').unwrap();
+                let mut m = BTreeMap::new();
+                for kv in inner.split("\",").filter(|s| !s.is_empty()) {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    m.insert(k.to_string(), v.trim_matches('"').to_string());
+                }
+                (n.to_string(), m)
+            }
+            None => (metric.to_string(), BTreeMap::new()),
+        };
+        out.push((name, labels, value));
+    }
+    out
+}
+
+/// Sum of the series of `name` whose labels include `want`.
+fn value(s: &Series, name: &str, want: &[(&str, &str)]) -> f64 {
+    s.iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+async fn scrape(admin: std::net::SocketAddr) -> Series {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_metrics(&text)
+}
+
+#[tokio::test]
+async fn metrics_count_exactly_and_session_journal_has_every_call() {
+    let g = start(None, |c| c.max_request_bytes = 4096, |_| {}).await;
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION).await;
+    let sid = sid.expect("the rmcp upstream mints a session id");
+    for i in 1..=3 {
+        let (status, _, v) = tool_call(&client, &g.url, Some(&sid), i, "echo").await;
+        assert_eq!(status, 200);
+        assert!(v.get("result").is_some(), "{v}");
+    }
+    let (status, _, v) = tool_call(&client, &g.url, Some(&sid), 4, "delete_all").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["error"]["data"]["verdict"], "block", "{v}");
+    let big = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {"message": "x".repeat(5000)}}});
+    let res = session_post(&client, &g.url, Some(&sid), VERSION, &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(g.calls.get("echo"), 3);
+    assert_eq!(g.calls.get("delete_all"), 0);
+
+    let m = scrape(g.admin.unwrap()).await;
+    let tc = "gait_mcp_tool_calls_total";
+    // `echo` is not named by the policy: bounded to `_other`.
+    assert_eq!(value(&m, tc, &[("tool", "echo")]), 0.0);
+    assert_eq!(
+        value(&m, tc, &[("tool", "_other"), ("verdict", "allow")]),
+        3.0
+    );
+    assert_eq!(
+        value(&m, tc, &[("tool", "delete_all"), ("verdict", "block")]),
+        1.0
+    );
+    assert_eq!(value(&m, tc, &[]), 4.0);
+    let gd = "gait_gate_decisions_total";
+    assert_eq!(value(&m, gd, &[("verdict", "allow")]), 3.0);
+    assert_eq!(
+        value(
+            &m,
+            gd,
+            &[("verdict", "block"), ("reason", "destructive_tool_blocked")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&m, "gait_http_body_limit_rejections_total", &[]), 1.0);
+    // initialize, the initialized notification (202), 3 allowed + 1 denied call.
+    let hr = "gait_http_requests_total";
+    assert_eq!(
+        value(&m, hr, &[("endpoint", "mcp"), ("status", "2xx")]),
+        6.0
+    );
+    assert_eq!(
+        value(&m, hr, &[("endpoint", "mcp"), ("status", "4xx")]),
+        1.0
+    );
+    // Forwarded: initialize, the notification and the 3 allowed calls.
+    assert_eq!(
+        value(
+            &m,
+            "gait_upstream_request_duration_seconds_count",
+            &[("upstream", "default")]
+        ),
+        5.0
+    );
+    assert_eq!(value(&m, "gait_mcp_sessions_active", &[]), 1.0);
+    assert_eq!(value(&m, "gait_ratelimit_rejections_total", &[]), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "gait_http_auth_rejections_total",
+            &[("reason", "missing")]
+        ),
+        0.0
+    );
+
+    let dir = g.shutdown().await;
+    // The journal: one event per decided call, sequences 1..=4, in call order.
+    let journal = gait::session::naming::journal_path(&dir.path().join("sessions"), &sid);
+    let (model, repair) = gait::session::read_journal(&journal).unwrap();
+    assert!(repair.is_none());
+    assert_eq!(model.header.session_id, sid);
+    assert_eq!(model.header.run_id, Journals::run_id(&sid));
+    let seqs: Vec<i64> = model.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let verdicts: Vec<&str> = model.events.iter().map(|e| e.verdict.as_str()).collect();
+    assert_eq!(verdicts, vec!["allow", "allow", "allow", "block"]);
+    for e in &model.events {
+        assert!(
+            Path::new(&e.trace_path).exists(),
+            "trace_path of event {} names a written trace: {:?}",
+            e.sequence,
+            e.trace_path
+        );
+    }
+    // Chain semantics: a checkpoint over the journal verifies.
+    let cp = gait::session::checkpoint(
+        &journal,
+        &dir.path().join("cp.zip"),
+        &gait::session::CheckpointOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(cp.checkpoint.sequence_end, 4);
+    let chain = gait::session::default_chain_path(&journal);
+    let v = gait::session::verify_chain(
+        &chain,
+        &gait::session::ChainVerifyOptions {
+            require_signature: false,
+            public_key: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(v.checkpoints_checked, 1);
+    assert!(
+        v.linkage_errors.is_empty() && v.checkpoint_errors.is_empty(),
+        "{v:?}"
+    );
+}
+
+#[tokio::test]
+async fn policy_rate_limit_blocks_in_compat_mode() {
+    let g = start(Some(RATE_POLICY), |_| {}, |_| {}).await;
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION).await;
+    for i in 1..=2 {
+        let (status, _, v) = tool_call(&client, &g.url, sid.as_deref(), i, "echo").await;
+        assert_eq!(status, 200);
+        assert!(v.get("result").is_some(), "{v}");
+    }
+    let (status, retry, v) = tool_call(&client, &g.url, sid.as_deref(), 3, "echo").await;
+    assert_eq!(status, 200, "compat: HTTP 200 for a denial");
+    assert_eq!(retry, None);
+    assert_eq!(v["id"], 3);
+    assert_eq!(v["error"]["code"], -32001);
+    assert_eq!(v["error"]["data"]["verdict"], "block");
+    assert_eq!(
+        v["error"]["data"]["reason_codes"],
+        json!(["rate_limit_exceeded"])
+    );
+    assert_eq!(
+        g.calls.get("echo"),
+        2,
+        "the refused call never reached the upstream"
+    );
+    let m = scrape(g.admin.unwrap()).await;
+    assert_eq!(
+        value(&m, "gait_ratelimit_rejections_total", &[("scope", "tool")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "gait_mcp_tool_calls_total",
+            &[("tool", "echo"), ("verdict", "block")]
+        ),
+        1.0
+    );
+    let dir = g.shutdown().await;
+    let mut verdicts: Vec<String> = trace_files(dir.path())
+        .iter()
+        .map(|p| {
+            let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            v["verdict"].as_str().unwrap().to_string()
+        })
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        vec!["allow", "allow", "block"],
+        "the signed trace says block"
+    );
+}
+
+#[tokio::test]
+async fn per_token_limit_is_429_with_retry_after_in_strict_mode() {
+    let g = start(
+        None,
+        |c| c.http_verdict_status = VerdictStatusMode::Strict,
+        |p| p.rate_limits.per_token_requests = Some(2),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION).await;
+    for i in 1..=2 {
+        let (status, _, _) = tool_call(&client, &g.url, sid.as_deref(), i, "echo").await;
+        assert_eq!(status, 200);
+    }
+    let (status, retry, v) = tool_call(&client, &g.url, sid.as_deref(), 3, "echo").await;
+    assert_eq!(status, 429);
+    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert_eq!(
+        v["error"]["data"]["reason_codes"],
+        json!(["rate_limit_exceeded"])
+    );
+    assert_eq!(g.calls.get("echo"), 2);
+    // A policy denial is counted before the limit: still 403, not 429.
+    let (status, _, _) = tool_call(&client, &g.url, sid.as_deref(), 4, "delete_all").await;
+    assert_eq!(status, 403);
+    let m = scrape(g.admin.unwrap()).await;
+    assert_eq!(
+        value(&m, "gait_ratelimit_rejections_total", &[("scope", "token")]),
+        1.0
+    );
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn contended_journal_refuses_with_503_and_retry_after_and_reload_is_counted() {
+    let g = start(None, |_| {}, |_| {}).await;
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION)
+        .await
+        .expect("session id");
+    let (status, _, _) = tool_call(&client, &g.url, Some(&sid), 1, "echo").await;
+    assert_eq!(status, 200);
+    // Another process holds the journal's lock for longer than the lock timeout.
+    let journal = gait::session::naming::journal_path(&g.dir.path().join("sessions"), &sid);
+    let paths = gait::session::SessionPaths::new(&journal);
+    let held = tokio::task::spawn_blocking(move || {
+        gait::session::lock::SessionLock::acquire(&paths, &gait::session::LockConfig::default())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (status, retry, v) = tool_call(&client, &g.url, Some(&sid), 2, "echo").await;
+    assert_eq!(status, 503, "{v}");
+    assert!(retry.expect("Retry-After").parse::<u64>().unwrap() >= 1);
+    assert_eq!(v["id"], 2);
+    assert_eq!(v["error"]["code"], -32004);
+    assert_eq!(
+        g.calls.get("echo"),
+        1,
+        "a call that is not journaled is not forwarded"
+    );
+    drop(held);
+    let (status, _, _) = tool_call(&client, &g.url, Some(&sid), 3, "echo").await;
+    assert_eq!(status, 200);
+    // A policy edit is picked up by the poller and counted.
+    let policy = g.dir.path().join("policy.yaml");
+    std::fs::write(&policy, format!("{POLICY}# edited\n")).unwrap();
+    let mut reloaded = 0.0;
+    for _ in 0..100 {
+        let m = scrape(g.admin.unwrap()).await;
+        reloaded = value(&m, "gait_policy_reloads_total", &[("result", "ok")]);
+        if reloaded >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloaded, 1.0);
+    let dir = g.shutdown().await;
+    let (model, _) = gait::session::read_journal(&journal).unwrap();
+    let seqs: Vec<i64> = model.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, vec![1, 2], "the refused call left no event");
+    drop(dir);
+}

@@ -1,0 +1,92 @@
+//! TLS: gait terminating TLS (`--tls-cert`/`--tls-key`) and gait forwarding to an `https://`
+//! upstream that it verifies against `--upstream-ca`. Chain: rmcp client → gait A (http) →
+//! gait B (https, test certificate from rcgen) → rmcp upstream (http).
+
+mod support_proxy;
+
+use gait::server::config::{TlsConfig, UpstreamConfig};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use support_proxy::*;
+
+#[tokio::test]
+async fn tls_round_trip_through_two_gaits() {
+    let (up, calls, up_stop) = start_upstream().await;
+    // gait B: TLS in front of the upstream
+    let dir_b = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert_path = dir_b.path().join("cert.pem");
+    let key_path = dir_b.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut cfg_b = base_config(dir_b.path(), &up);
+    cfg_b.tls = Some(TlsConfig {
+        cert: cert_path.clone(),
+        key: key_path,
+    });
+    let gait_b = start_gait(dir_b, cfg_b, &[]).await;
+
+    // gait A: plain http, upstream is gait B over https, trusting the test certificate
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut cfg_a = base_config(dir_a.path(), "");
+    cfg_a.upstreams = vec![
+        UpstreamConfig::parse(&format!("https://127.0.0.1:{}/mcp", gait_b.addr.port())).unwrap(),
+    ];
+    cfg_a.upstream_ca = Some(cert_path.clone());
+    let gait_a = start_gait(dir_a, cfg_a, &[]).await;
+
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gait_a.url("/mcp")),
+    );
+    let client = ClientConfig::default()
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+        .serve(transport)
+        .await
+        .expect("initialize over the TLS hop");
+    let args = serde_json::json!({"message": "tls"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let res = client
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&res.content).unwrap()[0]["text"],
+        "echo:tls"
+    );
+    assert!(
+        client
+            .call_tool(CallToolRequestParams::new("delete_all"))
+            .await
+            .is_err()
+    );
+    assert_eq!((calls.get("echo"), calls.get("delete_all")), (1, 0));
+    let _ = client.cancel().await;
+
+    // without the CA the https hop is refused (502), so verification is really on
+    let dir_c = tempfile::tempdir().unwrap();
+    let mut cfg_c = base_config(dir_c.path(), "");
+    cfg_c.upstreams = vec![
+        UpstreamConfig::parse(&format!("https://127.0.0.1:{}/mcp", gait_b.addr.port())).unwrap(),
+    ];
+    let gait_c = start_gait(dir_c, cfg_c, &[]).await;
+    let http = reqwest::Client::new();
+    let res = rpc_post(
+        &http,
+        &gait_c.url("/mcp"),
+        &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 502);
+
+    gait_c.shutdown().await;
+    gait_a.shutdown().await;
+    gait_b.shutdown().await;
+    up_stop.cancel();
+}
