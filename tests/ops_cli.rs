@@ -187,3 +187,54 @@ fn config_show_reports_sources_and_rejects_unknown_keys() {
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
 }
+
+#[test]
+fn operational_and_adoption_logs_record_each_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("telemetry/operational.jsonl");
+    let adoption = dir.path().join("telemetry/adoption.jsonl");
+    let run = |args: &[&str]| {
+        gait(dir.path())
+            .args(args)
+            .env("GAIT_OPERATIONAL_LOG", &ops)
+            .env("GAIT_ADOPTION_LOG", &adoption)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["version", "--json"]);
+    assert_eq!(ok.status.code(), Some(0));
+    // the command's own output is unchanged by telemetry
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let bad = run(&["gate", "eval", "--json"]);
+    assert_eq!(bad.status.code(), Some(6));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&ops)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["command"].as_str().unwrap().to_string(),
+                l["phase"].as_str().unwrap().to_string(),
+                l["exit_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("version".into(), "start".into(), 0),
+            ("version".into(), "end".into(), 0),
+            ("gate eval".into(), "start".into(), 0),
+            ("gate eval".into(), "end".into(), 6),
+        ]
+    );
+    assert_eq!(lines[3]["error_category"], "invalid_input");
+    assert_eq!(lines[0]["correlation_id"], lines[1]["correlation_id"]);
+    assert_ne!(lines[0]["correlation_id"], lines[2]["correlation_id"]);
+    let adopt = std::fs::read_to_string(&adoption).unwrap();
+    assert_eq!(adopt.lines().count(), 2);
+}

@@ -14,6 +14,7 @@ pub mod mcp_proxy;
 pub mod mcp_serve;
 pub mod output;
 pub mod session;
+pub mod telemetry;
 pub mod trace;
 pub mod version;
 
@@ -135,11 +136,24 @@ pub fn run(args: &[String]) -> u8 {
     let ctx = Ctx {
         correlation_id: crate::exit::correlation_id(args.get(1..).unwrap_or_default()),
     };
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(err) => return output::usage_error(err, args, &ctx),
+    let rest = args.get(1..).unwrap_or_default();
+    // `mcp serve` records its own start/end through its background event writer.
+    let serve =
+        rest.first().is_some_and(|a| a == "mcp") && rest.get(1).is_some_and(|a| a == "serve");
+    let sinks = if serve {
+        telemetry::Sinks::default()
+    } else {
+        telemetry::Sinks::from_env(|k| std::env::var(k).ok())
     };
-    dispatch(cli.command, &ctx)
+    telemetry::around(
+        &sinks,
+        rest,
+        &ctx.correlation_id,
+        || match Cli::try_parse_from(args) {
+            Ok(cli) => dispatch(cli.command, &ctx),
+            Err(err) => output::usage_error(err, args, &ctx),
+        },
+    )
 }
 
 fn dispatch(command: Command, ctx: &Ctx) -> u8 {

@@ -142,6 +142,29 @@ impl OpsRuntime {
         })
     }
 
+    /// Record `mcp serve`'s operational `start` (`end == None`) or `end` event, and with the
+    /// end its adoption event, through the bounded event writer (never blocks; a full queue
+    /// drops and counts).
+    pub fn record_lifecycle(&self, correlation_id: &str, end: Option<u8>, elapsed_ms: u64) {
+        let Some(sink) = &self.events else { return };
+        let ev = events::OperationalEvent::new(
+            correlation_id,
+            "mcp serve",
+            end.map(|c| (c, None)),
+            elapsed_ms,
+        );
+        sink.try_record(&ev);
+        if let Some(code) = end {
+            let wf = std::env::var("GAIT_ADOPTION_WORKFLOW").ok();
+            sink.try_record(&events::AdoptionEvent::new(
+                "mcp serve",
+                wf,
+                code,
+                elapsed_ms,
+            ));
+        }
+    }
+
     /// Stop every task and wait for them (the event writer drains its queue first).
     pub async fn shutdown(self) {
         self.cancel.cancel();
@@ -185,6 +208,8 @@ mod tests {
         let addr = rt.admin_addr.unwrap();
         let ev = events::OperationalEvent::new("cid", "mcp serve", None, 0);
         assert!(rt.events.as_ref().unwrap().try_record(&ev));
+        rt.record_lifecycle("cid", None, 0);
+        rt.record_lifecycle("cid", Some(3), 7);
         let body = reqwest::get(format!("http://{addr}/metrics"))
             .await
             .unwrap()
@@ -197,7 +222,15 @@ mod tests {
         );
         rt.shutdown().await;
         let written = std::fs::read_to_string(dir.path().join("ops.jsonl")).unwrap();
-        assert_eq!(written.lines().count(), 1);
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{written}");
+        assert_eq!(lines[1]["phase"], "start");
+        assert_eq!(lines[2]["phase"], "end");
+        assert_eq!(lines[2]["exit_code"], 3);
+        assert_eq!(lines[2]["command"], "mcp serve");
     }
 
     #[tokio::test]

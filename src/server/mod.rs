@@ -558,6 +558,8 @@ pub fn run_cli(
                 return fail(e.to_string(), code);
             }
         };
+        let started = std::time::Instant::now();
+        ops.record_lifecycle(correlation_id, None, 0);
         runtime.journals = Some(Arc::new(
             journal::Journals::new(cfg.session_dir.clone(), 256, Duration::from_secs(300))
                 .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv)),
@@ -595,6 +597,9 @@ pub fn run_cli(
         let res = serve_with(listener, cfg.clone(), runtime, cancel.clone().cancelled_owned()).await;
         signals.abort();
         cancel.cancel();
+        let code = res.as_ref().map_or_else(|e| e.exit_code(), |()| crate::exit::OK);
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        ops.record_lifecycle(correlation_id, Some(code), elapsed);
         ops.shutdown().await;
         match res {
             Ok(()) => crate::exit::OK,
