@@ -313,7 +313,16 @@ pub async fn serve_with(
     let force = CancellationToken::new();
     let tracker = TaskTracker::new();
     let telemetry = rt.ops.as_ref().map(|o| o.telemetry.clone());
+    // The baseline stamp is taken before the listener accepts anything: taken inside the task,
+    // a loaded machine could schedule it after an early policy edit, which would then never be
+    // seen as a change.
+    let baseline = rt
+        .gate
+        .path()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(policy_stamp);
     tracker.spawn(reload_task(
+        baseline,
         rt.gate.clone(),
         rt.reload.clone(),
         cfg.timeouts.policy_poll,
@@ -418,7 +427,12 @@ pub async fn serve_with(
 
 /// Poll the policy file (mtime + len) and reload on change or on `now`; a bad policy keeps the
 /// old one and is logged.
+fn policy_stamp(m: std::fs::Metadata) -> (Option<std::time::SystemTime>, u64) {
+    (m.modified().ok(), m.len())
+}
+
 async fn reload_task(
+    mut last: Option<(Option<std::time::SystemTime>, u64)>,
     gate: GateHandle,
     now: Arc<Notify>,
     poll: Duration,
@@ -428,8 +442,6 @@ async fn reload_task(
     let Some(path) = gate.path().map(Path::to_path_buf) else {
         return;
     };
-    let stamp = |m: std::fs::Metadata| (m.modified().ok(), m.len());
-    let mut last = tokio::fs::metadata(&path).await.ok().map(stamp);
     let poll = if poll.is_zero() {
         Duration::from_secs(3600)
     } else {
@@ -441,7 +453,7 @@ async fn reload_task(
             () = tokio::time::sleep(poll) => false,
             () = now.notified() => true,
         };
-        let cur = tokio::fs::metadata(&path).await.ok().map(stamp);
+        let cur = tokio::fs::metadata(&path).await.ok().map(policy_stamp);
         if !forced && cur == last {
             continue;
         }
