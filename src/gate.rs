@@ -4,9 +4,13 @@
 //!
 //! Invariant: evaluation never does network I/O and never writes files; it reads only the
 //! kill-switch state, the trust snapshot (cached) and a job's state when the call names one.
+//! The one exception is `gate eval`'s rate-limit state file ([`limits`]), written only when
+//! [`IntentOptions::rate_limit_state`] is set.
 //! Writing the trace and the exports is the caller's separate step (the server hands them to a
 //! background writer). Every failure is a [`GateError`] whose [`GateError::category`] gives the
 //! exit code (6 for bad input), never a panic.
+
+pub mod limits;
 
 use crate::exit::Category;
 use crate::intent::adapters::Adapter;
@@ -45,6 +49,9 @@ pub enum GateError {
     /// A usage or profile rule was violated.
     #[error("{0}")]
     Invalid(String),
+    /// A shared state file stayed locked by another process (retryable).
+    #[error("{0}")]
+    Contention(String),
 }
 
 impl GateError {
@@ -56,6 +63,7 @@ impl GateError {
                 Category::InvalidInput
             }
             GateError::Trace(e) => e.category(),
+            GateError::Contention(_) => Category::StateContention,
         }
     }
 
@@ -123,6 +131,11 @@ pub struct IntentOptions {
     pub correlation_id: String,
     /// Sign the trace record (default true).
     pub sign: bool,
+    /// `--rate-limit-state`: count `rate_limit` / `destructive_budget` in this file. `None`
+    /// leaves them uncounted (with a warning).
+    pub rate_limit_state: Option<PathBuf>,
+    /// `--simulate`: report what would happen, enforce nothing, consume no budget.
+    pub simulate: bool,
 }
 
 impl Default for IntentOptions {
@@ -131,6 +144,8 @@ impl Default for IntentOptions {
             now: None,
             correlation_id: String::new(),
             sign: true,
+            rate_limit_state: None,
+            simulate: false,
         }
     }
 }
@@ -296,8 +311,38 @@ pub struct GateEvalOutput {
     pub kill_switch: Option<KillSwitchDecision>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub phase: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<LimitFields>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub destructive_budget: Option<BudgetFields>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulate_mode: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub would_have_blocked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated_verdict: Option<Verdict>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub simulated_reason_codes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// `rate_limit_{scope,key,used,remaining}` of a counted call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitFields {
+    pub rate_limit_scope: String,
+    pub rate_limit_key: String,
+    pub rate_limit_used: u64,
+    pub rate_limit_remaining: u64,
+}
+
+/// `destructive_budget_{scope,key,used,remaining}` of a counted destructive call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetFields {
+    pub destructive_budget_scope: String,
+    pub destructive_budget_key: String,
+    pub destructive_budget_used: u64,
+    pub destructive_budget_remaining: u64,
 }
 
 /// A `gate eval` decision.
@@ -727,6 +772,81 @@ impl Engine {
         }
     }
 
+    /// `gate eval` step 9 for `rate_limit` and `destructive_budget` (calls already blocked are
+    /// not counted). Exceeding either blocks with `rate_limit_exceeded` /
+    /// `destructive_budget_exceeded`.
+    #[allow(clippy::type_complexity)]
+    fn count_limits(
+        &self,
+        eval: &mut Evaluation,
+        inputs: &TraceInputs<'_>,
+        norm: Option<&NormalizedIntent>,
+        now: DateTime<Utc>,
+        opts: &IntentOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Option<LimitFields>, Option<BudgetFields>), GateError> {
+        let rate = eval.rate_limit.clone().filter(|s| s.requests > 0);
+        let destructive = norm.is_some_and(NormalizedIntent::has_destructive_target);
+        let budget = eval
+            .destructive_budget
+            .clone()
+            .filter(|s| s.requests > 0 && destructive);
+        if eval.verdict == Verdict::Block || (rate.is_none() && budget.is_none()) {
+            return Ok((None, None));
+        }
+        let Some(state) = &opts.rate_limit_state else {
+            warnings.push(
+                "rate_limit/destructive_budget were not counted (no rate limit state file)".into(),
+            );
+            return Ok((None, None));
+        };
+        let err = |e: limits::LimitError| match e {
+            limits::LimitError::Contention(_) => GateError::Contention(e.to_string()),
+            other => GateError::Invalid(other.to_string()),
+        };
+        let tool = inputs.tool_name;
+        let identity = inputs.req.context.identity.trim();
+        let consume = !opts.simulate;
+        let mut rate_fields = None;
+        if let Some(spec) = rate {
+            let u = limits::enforce(state, &spec, tool, identity, now, consume).map_err(err)?;
+            if !u.allowed {
+                escalate(
+                    eval,
+                    Verdict::Block,
+                    &["rate_limit_exceeded"],
+                    &["rate_limit_exceeded"],
+                );
+            }
+            rate_fields = Some(LimitFields {
+                rate_limit_scope: u.scope,
+                rate_limit_key: u.key,
+                rate_limit_used: u.used,
+                rate_limit_remaining: u.remaining,
+            });
+        }
+        let mut budget_fields = None;
+        if let Some(spec) = budget.filter(|_| eval.verdict != Verdict::Block) {
+            let name = format!("destructive_budget|{tool}");
+            let u = limits::enforce(state, &spec, &name, identity, now, consume).map_err(err)?;
+            if !u.allowed {
+                escalate(
+                    eval,
+                    Verdict::Block,
+                    &["destructive_budget_exceeded"],
+                    &["destructive_budget_exceeded"],
+                );
+            }
+            budget_fields = Some(BudgetFields {
+                destructive_budget_scope: u.scope,
+                destructive_budget_key: u.key,
+                destructive_budget_used: u.used,
+                destructive_budget_remaining: u.remaining,
+            });
+        }
+        Ok((rate_fields, budget_fields))
+    }
+
     /// `gate eval` (§6.3) for one intent request. Approval, delegation tokens, credential
     /// brokers and rate-limit state are not supported by this build; their requirements are
     /// reported as missing (fail closed) or as a warning, never as satisfied.
@@ -782,13 +902,10 @@ impl Engine {
         if self.signer.is_ephemeral() && opts.sign {
             warnings.push(DEV_KEY_WARNING.to_string());
         }
-        // §2 step 9, without token/broker/state support: requirements stay unmet.
-        if eval.rate_limit.is_some() || eval.destructive_budget.is_some() {
-            warnings.push(
-                "rate_limit/destructive_budget state is not tracked by this build; limits were not counted"
-                    .into(),
-            );
-        }
+        // §2 step 9: rate limit and destructive budget (state file), then tokens and brokers
+        // (not supported by this build: their requirements stay unmet).
+        let (rate_fields, budget_fields) =
+            self.count_limits(&mut eval, &inputs, norm.as_ref(), now, opts, &mut warnings)?;
         if eval.require_delegation {
             escalate(
                 &mut eval,
@@ -808,6 +925,18 @@ impl Engine {
                 &[],
             );
             warnings.push("credential brokers are not supported by this build".into());
+        }
+        let mut simulated = None;
+        if opts.simulate {
+            simulated = Some((eval.verdict, eval.reason_codes.clone()));
+            if matches!(eval.verdict, Verdict::Block | Verdict::RequireApproval) {
+                let r = format!("simulated_{}", eval.verdict.as_str());
+                eval.verdict = Verdict::Allow;
+                eval.violations.clear();
+                eval.min_approvals = 0;
+                merge_sorted(&mut eval.reason_codes, &[r.as_str()]);
+            }
+            merge_sorted(&mut eval.reason_codes, &["simulate_mode_non_enforcing"]);
         }
         let mut record = self.build_trace(&inputs, &eval, None, &opts.correlation_id);
         record.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -849,6 +978,14 @@ impl Engine {
             sandbox: record.sandbox.clone(),
             kill_switch: record.kill_switch.clone(),
             phase: inputs.req.context.phase.clone(),
+            rate_limit: rate_fields,
+            destructive_budget: budget_fields,
+            simulate_mode: opts.simulate,
+            would_have_blocked: simulated
+                .as_ref()
+                .is_some_and(|(v, _)| matches!(v, Verdict::Block | Verdict::RequireApproval)),
+            simulated_verdict: simulated.as_ref().map(|(v, _)| *v),
+            simulated_reason_codes: simulated.map(|(_, r)| r).unwrap_or_default(),
             warnings,
         };
         Ok(IntentDecision {

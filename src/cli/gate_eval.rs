@@ -1,9 +1,12 @@
 //! `gait gate eval`: evaluate one IntentRequest against a policy, write the signed trace, print
 //! the decision (gate.md §6.3). Exit 0 allow/dry_run, 3 block, 4 require_approval, 6 bad input.
 //!
-//! Approval/delegation tokens, credential brokers, rate-limit state, context envelopes,
-//! `--simulate` and `--explain` are not implemented; requirements they would satisfy stay
-//! unmet (see [`crate::gate::Engine::evaluate_intent`]).
+//! Defaults come from the `gate:` section of `.gait/config.yaml` (or `--config`, `GAIT_CONFIG`;
+//! `--no-config` skips it); flags override. `rate_limit` / `destructive_budget` are counted in
+//! `--rate-limit-state` (default `.gait-out/gate_rate_limits.json`); `--simulate` enforces
+//! nothing and exits 0. Approval/delegation tokens, credential brokers, context envelopes and
+//! `--explain` are not implemented; requirements they would satisfy stay unmet (see
+//! [`crate::gate::Engine::evaluate_intent`]).
 
 use super::Ctx;
 use crate::exit::Category;
@@ -24,12 +27,12 @@ pub struct GateEvalArgs {
     /// IntentRequest JSON file.
     #[arg(long)]
     pub intent: Option<PathBuf>,
-    /// Evaluation profile: standard or oss-prod.
-    #[arg(long, default_value = "standard")]
-    pub profile: String,
-    /// Signing key mode: dev (ephemeral key) or prod.
-    #[arg(long, default_value = "dev")]
-    pub key_mode: String,
+    /// Evaluation profile: standard (default) or oss-prod.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Signing key mode: dev (ephemeral key, default) or prod.
+    #[arg(long)]
+    pub key_mode: Option<String>,
     /// Private signing key file (prod mode).
     #[arg(long)]
     pub private_key: Option<PathBuf>,
@@ -45,6 +48,18 @@ pub struct GateEvalArgs {
     /// Kill-switch state file.
     #[arg(long)]
     pub kill_switch_state: Option<PathBuf>,
+    /// Rate-limit / destructive-budget counter file (default `.gait-out/gate_rate_limits.json`).
+    #[arg(long)]
+    pub rate_limit_state: Option<PathBuf>,
+    /// Report what the policy would do without enforcing it (exit 0; refused in oss-prod).
+    #[arg(long)]
+    pub simulate: bool,
+    /// Config file (default `.gait/config.yaml`; `GAIT_CONFIG` also names one).
+    #[arg(long, conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Ignore the config file.
+    #[arg(long)]
+    pub no_config: bool,
     /// Print one line of JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,15 +89,67 @@ fn invalid(json: bool, msg: &str, ctx: &Ctx) -> u8 {
     super::output::fail(json, msg, Category::InvalidInput, ctx)
 }
 
-pub fn run(args: GateEvalArgs, ctx: &Ctx) -> u8 {
+/// Fill unset flags from the config file's `gate:` section.
+fn apply_config(args: &mut GateEvalArgs) -> Result<(), String> {
+    use crate::ops::config::{self, ConfigLocation};
+    let env = crate::ops::env::ProcessEnv;
+    let location = if args.no_config {
+        ConfigLocation::None
+    } else {
+        ConfigLocation::resolve(args.config.as_deref(), &env, std::path::Path::new("."))
+    };
+    let gate = config::load(&location, &env, &[])
+        .map_err(|e| e.to_string())?
+        .config
+        .gate;
+    let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    args.policy = args.policy.take().or_else(|| path(&gate.policy));
+    args.profile = args
+        .profile
+        .take()
+        .or_else(|| Some(gate.profile.as_str().to_string()));
+    args.key_mode = args
+        .key_mode
+        .take()
+        .or_else(|| Some(gate.key_mode.as_str().to_string()));
+    args.private_key = args.private_key.take().or_else(|| path(&gate.private_key));
+    args.private_key_env = args
+        .private_key_env
+        .take()
+        .or_else(|| text(&gate.private_key_env));
+    args.kill_switch_state = args
+        .kill_switch_state
+        .take()
+        .or_else(|| path(&gate.kill_switch_state));
+    args.rate_limit_state = args
+        .rate_limit_state
+        .take()
+        .or_else(|| path(&gate.rate_limit_state));
+    args.trace_out = args.trace_out.take().or_else(|| path(&gate.trace_path));
+    Ok(())
+}
+
+pub fn run(mut args: GateEvalArgs, ctx: &Ctx) -> u8 {
+    if let Err(e) = apply_config(&mut args) {
+        return invalid(args.json, &e, ctx);
+    }
     let (Some(policy_path), Some(intent_path)) = (&args.policy, &args.intent) else {
         return invalid(args.json, "both --policy and --intent are required", ctx);
     };
-    let profile = match args.profile.parse::<crate::Profile>() {
+    let profile = match args
+        .profile
+        .as_deref()
+        .unwrap_or("standard")
+        .parse::<crate::Profile>()
+    {
         Ok(p) => p,
         Err(e) => return invalid(args.json, &e, ctx),
     };
-    let mode = match args.key_mode.parse() {
+    if args.simulate && profile == crate::Profile::OssProd {
+        return invalid(args.json, "oss-prod profile does not allow --simulate", ctx);
+    }
+    let mode = match args.key_mode.as_deref().unwrap_or("dev").parse() {
         Ok(m) => m,
         Err(e) => return fail_gate(args.json, &GateError::Trace(e), ctx),
     };
@@ -125,6 +192,12 @@ pub fn run(args: GateEvalArgs, ctx: &Ctx) -> u8 {
         now,
         correlation_id: ctx.correlation_id.clone(),
         sign: true,
+        rate_limit_state: Some(
+            args.rate_limit_state
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::gate::limits::DEFAULT_STATE_PATH)),
+        ),
+        simulate: args.simulate,
     };
     let mut decision = match engine.evaluate_intent(&request, &opts) {
         Ok(d) => d,
