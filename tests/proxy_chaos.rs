@@ -358,3 +358,86 @@ async fn silent_connections_are_closed_and_do_not_starve_real_requests() {
     gait.shutdown().await;
     up_task.abort();
 }
+
+/// The built `gait mcp serve` with its stderr on a full device (`/dev/full`: every write fails
+/// with ENOSPC, as a log file on a full disk does): a log line that cannot be written must not
+/// take down the thread that logged it. The trace writer logs exactly when trace writes fail,
+/// so it must survive that and write traces again once the trace dir is usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_stderr_does_not_kill_the_trace_writer() {
+    use tokio::io::AsyncBufReadExt;
+    let (up, hits, up_task) = raw_upstream(json_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let traces = unwritable_trace_dir(dir.path());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gait"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GAIT_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir.path())
+        .args(["mcp", "serve", "--json", "--listen", "127.0.0.1:0"])
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--upstream", &up])
+        .arg("--trace-dir")
+        .arg(&traces)
+        .arg("--session-dir")
+        .arg(dir.path().join("sessions"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(full)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await;
+    assert!(matches!(read, Ok(Ok(n)) if n > 0), "no startup line");
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    let url = format!("http://{}/mcp", v["listen"].as_str().unwrap());
+    let http = reqwest::Client::new();
+
+    // the trace write fails (the writer logs it to the full stderr); standard recording
+    // still forwards the call
+    let res = rpc_post(&http, &url, &call(1, "echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+
+    // the trace dir becomes usable: the next call is answered and its trace written
+    std::fs::remove_file(traces.parent().unwrap()).unwrap();
+    let res = rpc_post(&http, &url, &call(2, "echo", json!({})))
+        .send()
+        .await
+        .expect("gait dropped the request after a failed log write");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // a graceful stop flushes the writer: the second call's trace is on disk
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("gait did not exit after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let files: Vec<_> = std::fs::read_dir(&traces)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let written: Vec<_> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(written.len(), 1, "trace files after recovery: {files:?}");
+    up_task.abort();
+}

@@ -7,6 +7,12 @@ Each scenario starts its own demo upstream(s) and gait, injects one kind of faul
 line per check (`PASS name` / `FAIL name: why`) and `N passed, N failed`, and exits non-zero on
 any failure. CHAOS_QUICK=1 shrinks counts and durations for CI. Every wait is bounded; every
 process started is killed on exit (scripts/lib/harness.py).
+
+Full / unwritable trace dir: a 512 KiB tmpfs mounted on the trace dir (filled; remounted ro)
+when `mount` works (root with CAP_SYS_ADMIN), only on a temp dir of this run. Otherwise, or with
+CHAOS_NO_MOUNT=1, "full" is RLIMIT_FSIZE=0 set on the running gait with SIGXFSZ ignored (every
+file write then fails with EFBIG, as on a full disk; gait's own log file included) and
+"unwritable" is a trace dir path that is a regular file. Nothing touches the host's filesystems.
 """
 
 import json
@@ -66,6 +72,50 @@ def gauge_sum(m, words):
         return None
     hits = {k: v for k, v in m.items() if any(w in k.split("{")[0] for w in words)}
     return (sum(hits.values()), sorted(hits)) if hits else None
+
+
+def tcp_conns(pid, local_port=None, remote_port=None):
+    """Established/closing TCP sockets held by `pid` with that local or remote port (/proc)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return 0
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) < 10 or f[9] not in inodes or f[3] == "0A":  # 0A = LISTEN
+                continue
+            lport, rport = int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16)
+            if (local_port is not None and lport == local_port) or (remote_port is not None and rport == remote_port):
+                n += 1
+    return n
+
+
+def thread_names(pid):
+    """{comm: count} of a process's threads (to say which threads grew)."""
+    out = {}
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+            except OSError:
+                continue
+            out[name] = out.get(name, 0) + 1
+    except OSError:
+        pass
+    return out
 
 
 def healthy(h, gait, name="gait_still_healthy"):
@@ -227,6 +277,55 @@ def upstream_hangs(h):
                 f"{infl1[1]}: {infl0[0]} -> {infl1[0]}")
     healthy(h, g)
     valid_call_works(h, g)
+
+    # (b) SSE upstream: the response head arrives, then the tool hangs. By design gait puts no
+    # total timeout on a stream (keep-alive comments keep it open); a client that gives up and
+    # disconnects must release everything gait holds for it (upstream connection, task).
+    # Stateless: no Mcp-Session-Id, so no session journal writer (one blocking thread per open
+    # session by design, bounded by the journal pool) muddies the thread count.
+    up2 = h.start_upstream("upstream-sse", ["--stateless"])
+    wd2, traces2, sessions2 = base_dirs(h, "gait-sse")
+    g2 = h.start_gait("gait-sse", gait_args(policy, up2.url(), traces2, sessions2,
+                                            "--upstream-timeout-secs", "2"), cwd=wd2)
+    valid_call_works(h, g2, "sse_baseline_call_works")
+    time.sleep(0.5)
+    base2 = mc.proc_stats(g2.pid)
+
+    def give_up(i):
+        s = mc.Session(g2.url("/mcp"), timeout=15)
+        try:
+            s.initialize()
+            s.conn.sock.settimeout(3)  # < gait's 15 s keep-alive interval: the read times out
+            s.call("hang", {}, progress=True, timeout=3)
+            return "answered"
+        except Exception as e:  # noqa: BLE001 - the expected outcome: our read timed out
+            return type(e).__name__
+        finally:
+            s.close()
+
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        outcomes = list(ex.map(give_up, range(n)))
+    h.check("sse_hang_stream_stays_open_until_client_leaves",
+            all(o in ("TimeoutError", "timeout") for o in outcomes), f"client outcomes {outcomes[:4]}")
+    reached = up2.tool_count("hang")
+    deadline = time.monotonic() + 25  # gait notices a gone client at its next keep-alive (15 s)
+    now2 = mc.proc_stats(g2.pid)
+    while time.monotonic() < deadline:
+        now2 = mc.proc_stats(g2.pid)
+        if now2["fds"] <= base2["fds"] + 4:
+            break
+        time.sleep(0.5)
+    h.check("sse_hang_released_after_client_disconnect", reached == n and now2["fds"] <= base2["fds"] + 4,
+            f"{reached}/{n} hangs reached the upstream; gait fds {base2['fds']} -> {now2['fds']} "
+            "25 s after the clients left")
+    # tokio's blocking pool (journal fsyncs) keeps idle threads for 10 s before they exit
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and now2["threads"] > base2["threads"] + 2:
+        time.sleep(0.5)
+        now2 = mc.proc_stats(g2.pid)
+    h.check("sse_hang_no_thread_growth", now2["threads"] <= base2["threads"] + 2,
+            f"threads {base2['threads']} -> {now2['threads']}: {thread_names(g2.pid)}")
+    valid_call_works(h, g2, "sse_valid_call_after_fault")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +610,15 @@ def malformed_flood(h):
     limit = rss_warm["rss_kib"] * 1.25 + 4096
     h.check("rss_flat_after_flood", after["rss_kib"] <= limit,
             f"RSS {rss_warm['rss_kib']} KiB after warm-up -> {after['rss_kib']} KiB (limit {int(limit)})")
-    h.check("fds_flat_after_flood", after["fds"] <= rss_warm["fds"] + 4, f"fds {rss_warm['fds']} -> {after['fds']}")
+    # fds: client connections must all be gone; pooled idle upstream connections (bounded by
+    # the flood's concurrency, kept for reuse) are not a leak
+    clients = tcp_conns(g.pid, local_port=g.port)
+    upstream = tcp_conns(g.pid, remote_port=up.port)
+    h.info(f"after the flood: fds {after['fds']}, {clients} client connections, {upstream} pooled upstream connections")
+    h.check("fds_flat_after_flood", after["fds"] <= rss_warm["fds"] + 4 + upstream and clients == 0
+            and upstream <= workers + 2,
+            f"fds {rss_warm['fds']} -> {after['fds']}; {clients} client connections still open, "
+            f"{upstream} pooled upstream connections (at most {workers + 2} expected)")
     forwarded = up.stats().get("tools", {}).get("delete_file", 0)
     h.check("malformed_batches_never_execute_blocked_tool", forwarded == 0,
             f"upstream executed delete_file {forwarded} times")
@@ -528,17 +635,31 @@ def trace_dir_unwritable_or_full(h):
     traces = os.path.join(wd, "traces")
     mounted = True
     try:
+        if os.environ.get("CHAOS_NO_MOUNT", "0") not in ("", "0"):
+            raise RuntimeError("CHAOS_NO_MOUNT is set")
         h.mount_tmpfs(traces, "512k")
     except RuntimeError as e:
         mounted = False
         os.makedirs(traces, exist_ok=True)
-        h.info(f"no tmpfs ({e}); only the 'path is not a directory' fault is injected")
+        h.info(f"no tmpfs ({e}): 'full' is injected as RLIMIT_FSIZE=0 on gait (every file write "
+               "fails with EFBIG, SIGXFSZ ignored); 'unwritable' as 'path is not a directory'")
     prod = ("--profile", "oss-prod", "--workspace", "/srv/chaos", "--auth-mode", "token",
             "--auth-token-env", "GAIT_MCP_TOKEN", "--key-mode", "prod",
             "--private-key-env", "GAIT_PRIVATE_KEY")
     tok = env["GAIT_MCP_TOKEN"]
-    g = h.start_gait("gait", gait_args(policy, up.url(), traces, h.dir("gait", "sessions"), *prod),
-                     cwd=wd, env=env)
+    real_bin = hz.gait_bin()
+    if not mounted:
+        # SIG_IGN survives exec: with SIGXFSZ ignored a write over RLIMIT_FSIZE fails (EFBIG)
+        # instead of killing gait, the way a write to a full disk fails (ENOSPC).
+        wrapper = h.write(os.path.join(h.root, "gait-ignore-xfsz.sh"),
+                          f"#!/bin/sh\ntrap '' XFSZ\nexec '{real_bin}' \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        os.environ["GAIT_BIN"] = wrapper
+    try:
+        g = h.start_gait("gait", gait_args(policy, up.url(), traces, h.dir("gait", "sessions"), *prod),
+                         cwd=wd, env=env)
+    finally:
+        os.environ["GAIT_BIN"] = real_bin
     valid_call_works(h, g, "baseline_call_works_in_oss_prod", token=tok)
     time.sleep(0.5)
     h.check("baseline_trace_written", len(hz.traces_in(traces)) >= 1, f"{hz.traces_in(traces)}")
@@ -546,6 +667,7 @@ def trace_dir_unwritable_or_full(h):
     def fault_check(label):
         before = up.tool_count("echo")
         errs = 0
+        trace_errs = 0
         detail = []
         for i in range(5):
             try:
@@ -555,6 +677,11 @@ def trace_dir_unwritable_or_full(h):
                 s.close()
                 if mc.is_jsonrpc_error(r, rid) or r.status >= 400:
                     errs += 1
+                    data = ((r.reply(rid) or {}).get("error") or {}).get("data") or {}
+                    if "trace_write_failed" in (data.get("reason_codes") or []):
+                        trace_errs += 1
+                    else:
+                        detail.append(f"HTTP {r.status} {r.text[:160]}")
                 else:
                     detail.append(f"HTTP {r.status} success")
             except Exception as e:  # noqa: BLE001 - initialize may itself be refused: still not forwarded
@@ -564,6 +691,8 @@ def trace_dir_unwritable_or_full(h):
         h.check(f"{label}_fail_closed_not_forwarded", after == before,
                 f"upstream echo count {before} -> {after} while trace dir is {label}")
         h.check(f"{label}_client_gets_error", errs == 5, f"{errs}/5 calls errored: {detail[:3]}")
+        h.check(f"{label}_error_says_trace_write_failed", trace_errs == 5,
+                f"{trace_errs}/5 errors carry reason_codes [trace_write_failed]: {detail[:2]}")
         healthy(h, g, f"gait_alive_while_{label}")
 
     def recovered(label):
@@ -585,6 +714,15 @@ def trace_dir_unwritable_or_full(h):
         fault_check("trace_dir_full")
         os.unlink(filler)
         recovered("trace_dir_full")
+    else:
+        import resource
+        soft, hard = resource.prlimit(g.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(g.pid, resource.RLIMIT_FSIZE, (0, hard))
+        try:
+            fault_check("trace_writes_fail_efbig")
+        finally:
+            resource.prlimit(g.pid, resource.RLIMIT_FSIZE, (soft, hard))
+        recovered("trace_writes_fail_efbig")
     moved = traces + ".moved"
     if mounted:
         h.stop(g)  # a mount point cannot be renamed: restart gait on a plain directory
@@ -603,30 +741,46 @@ def trace_dir_unwritable_or_full(h):
 
 # ---------------------------------------------------------------------------------------------
 def kill9_under_load(h):
+    """kill -9 of gait under load, then restart on the same dirs, in both postures.
+
+    Standard profile: traces are written behind the request (bounded queue, async writer), so a
+    kill -9 may lose the traces still queued; what must hold is that nothing on disk is torn.
+    oss-prod (fail-closed): an allowed call is forwarded only after its trace is durable, so
+    every call answered to a client must also have its signed trace on disk after the kill."""
     policy = h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY)
     env, keys = hz.std_env(h)
     up = h.start_upstream("upstream")
-    wd, traces, sessions = base_dirs(h, "gait")
+    tok = env["GAIT_MCP_TOKEN"]
+    prod = ("--profile", "oss-prod", "--workspace", "/srv/chaos", "--auth-mode", "token",
+            "--auth-token-env", "GAIT_MCP_TOKEN")
+    for posture, more, token in (("standard", (), None), ("oss_prod", prod, tok)):
+        _kill9_once(h, posture, policy, env, keys, up, more, token)
+
+
+def _kill9_once(h, posture, policy, env, keys, up, more, token):
+    wd, traces, sessions = base_dirs(h, f"gait-{posture}")
     args = gait_args(policy, up.url(), traces, sessions, "--key-mode", "prod",
-                     "--private-key-env", "GAIT_PRIVATE_KEY")
-    g = h.start_gait("gait", args, cwd=wd, env=env)
+                     "--private-key-env", "GAIT_PRIVATE_KEY", *more)
+    g = h.start_gait(f"gait-{posture}", args, cwd=wd, env=env)
     port = g.port
-    acked = {"n": 0}
+    acked = {"n": 0, "sent_at": []}
     lock = threading.Lock()
     stop = threading.Event()
 
     def worker(i):
         while not stop.is_set():
             try:
-                s = mc.Session(g.url("/mcp"), timeout=5)
+                s = mc.Session(g.url("/mcp"), timeout=5, token=token)
                 s.initialize()
                 j = 0
                 while not stop.is_set():
                     tool, a = (("delete_file", {"path": f"/w{i}"}) if j % 5 == 4 else ("echo", {"text": f"w{i}-{j}"}))
+                    sent = time.monotonic()
                     rid, r = s.call(tool, a)
                     if tool == "echo" and mc.call_result_ok(r, rid):
-                        with lock:  # an allowed call forwarded and answered: it must have a trace
+                        with lock:  # an allowed call forwarded and answered
                             acked["n"] += 1
+                            acked["sent_at"].append(sent)
                     j += 1
             except Exception:  # noqa: BLE001 - expected once gait is killed
                 time.sleep(0.05)
@@ -637,23 +791,44 @@ def kill9_under_load(h):
     time.sleep(2.0 if Q else 5.0)
     os.kill(g.pid, signal.SIGKILL)
     g.popen.wait(timeout=10)
-    acked_at_kill = acked["n"]
-    h.info(f"kill -9 after {acked_at_kill} answered allowed calls")
+    with lock:
+        acked_at_kill = acked["n"]
     time.sleep(0.3)
+    files_at_kill = hz.traces_in(traces)
+    allow_at_kill = 0
+    for f in files_at_kill:
+        try:
+            allow_at_kill += json.load(open(f)).get("verdict") == "allow"
+        except ValueError:
+            pass
+    h.info(f"{posture}: kill -9 after {acked_at_kill} answered allowed calls; "
+           f"{allow_at_kill} allow traces on disk at the kill")
+    if posture == "oss_prod":
+        h.check(f"{posture}_answered_calls_traced_at_kill", allow_at_kill >= acked_at_kill,
+                f"{acked_at_kill} allowed calls answered before the kill, {allow_at_kill} allow traces on disk")
+    elif allow_at_kill < acked_at_kill:
+        h.info(f"{posture}: {acked_at_kill - allow_at_kill} queued traces lost to kill -9 "
+               "(expected: standard profile writes traces behind the request)")
     try:
-        g2 = h.start_gait("gait-restarted", args, cwd=wd, env=env, port=port)
-        h.check("restart_after_kill9", True)
+        g2 = h.start_gait(f"gait-{posture}-restarted", args, cwd=wd, env=env, port=port)
+        h.check(f"{posture}_restart_after_kill9", True)
     except RuntimeError as e:
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        h.check("restart_after_kill9", False, e)
+        h.check(f"{posture}_restart_after_kill9", False, e)
         return
+    restarted_at = time.monotonic()  # requests sent from now on can only reach the new gait
+    with lock:
+        before_restart_load = acked["n"]
     time.sleep(1.5 if Q else 3.0)
     stop.set()
     for t in threads:
         t.join(timeout=15)
-    total_acked = acked["n"]
+    with lock:
+        total_acked = acked["n"]
+    h.check(f"{posture}_serves_after_restart", total_acked > before_restart_load,
+            f"{total_acked - before_restart_load} calls answered after the restart")
     h.stop(g2)  # graceful: flush writers
     files = hz.traces_in(traces)
     bad, records = [], []
@@ -662,28 +837,35 @@ def kill9_under_load(h):
             records.append(json.load(open(f)))
         except ValueError as e:
             bad.append(f"{os.path.basename(f)}: {e}")
-    h.check("every_trace_file_parses", not bad and files, f"{len(bad)}/{len(files)} corrupt: {bad[:3]}")
-    sample = files if not Q else files[:: max(1, len(files) // 100)]
+    h.check(f"{posture}_every_trace_file_parses", not bad and files, f"{len(bad)}/{len(files)} corrupt: {bad[:3]}")
+    # every file parses (above); `gait trace verify` (one process per file) on an even sample
+    sample = files[:: max(1, len(files) // (100 if Q else 400))]
     unverified = []
     for f in sample:
         r = h.run_gait(["trace", "verify", f, "--public-key", keys["public_path"], "--json"], timeout=20)
         if r.returncode != 0:
             unverified.append(f"{os.path.basename(f)} exit {r.returncode} {(r.stdout + r.stderr)[:120]}")
-    h.check("every_trace_file_verifies", not unverified and sample,
+    h.check(f"{posture}_every_trace_file_verifies", not unverified and sample,
             f"{len(unverified)}/{len(sample)} fail verify: {unverified[:2]}")
     ids = [r.get("event_id") for r in records]
-    h.check("event_ids_unique_across_restart", len(ids) == len(set(ids)), f"{len(ids)} ids, {len(set(ids))} distinct")
+    h.check(f"{posture}_event_ids_unique_across_restart", len(ids) == len(set(ids)) and all(ids),
+            f"{len(ids)} ids, {len(set(ids))} distinct")
     allow_traces = sum(1 for r in records if r.get("verdict") == "allow")
-    h.check("no_answered_allowed_call_without_trace", allow_traces >= total_acked,
-            f"{total_acked} allowed calls answered to clients but only {allow_traces} allow traces on disk")
+    with lock:
+        acked_after = sum(1 for t in acked["sent_at"] if t >= restarted_at)
+    h.check(f"{posture}_answered_calls_after_restart_traced", allow_traces - allow_at_kill >= acked_after,
+            f"{acked_after} allowed calls sent to the restarted gait and answered, "
+            f"{allow_traces - allow_at_kill} allow traces written by it (flushed by a graceful stop)")
     stray = [f for f in os.listdir(traces) if not (f.endswith(".json") and "trace" in f)]
     if stray:
-        h.info(f"{len(stray)} non-trace files left in the trace dir (temp files?): {stray[:5]}")
-    torn = []
+        h.info(f"{posture}: {len(stray)} non-trace files left in the trace dir (temp files of "
+               f"writes cut by the kill; never read as traces): {stray[:3]}")
+    torn, journals = [], 0
     for root, _d, fs in os.walk(sessions):
         for f in fs:
             if not f.endswith(".jsonl"):
                 continue
+            journals += 1
             lines = open(os.path.join(root, f), "rb").read().split(b"\n")
             for k, line in enumerate(lines):
                 if not line.strip():
@@ -693,7 +875,19 @@ def kill9_under_load(h):
                 except ValueError:
                     if k != len(lines) - 1 or lines[-1] == b"":
                         torn.append(f"{f}:{k + 1}")
-    h.check("session_journals_have_no_corrupt_inner_lines", not torn, f"corrupt lines {torn[:5]}")
+    h.check(f"{posture}_session_journals_have_no_corrupt_inner_lines", journals > 0 and not torn,
+            f"{journals} journals; corrupt lines {torn[:5]}")
+    unreadable = []
+    for root, _d, fs in os.walk(sessions):
+        for f in sorted(fs)[:50]:
+            if not f.endswith(".jsonl"):
+                continue
+            r = h.run_gait(["run", "session", "status", "--journal", os.path.join(root, f), "--json"],
+                           timeout=20)
+            if r.returncode != 0:
+                unreadable.append(f"{f} exit {r.returncode} {(r.stdout + r.stderr)[:160]}")
+    h.check(f"{posture}_session_journals_recover_after_kill9", not unreadable,
+            f"{len(unreadable)} journals fail `gait run session status`: {unreadable[:2]}")
 
 
 # ---------------------------------------------------------------------------------------------

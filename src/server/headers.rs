@@ -4,7 +4,9 @@
 //! origin nor configured is rejected with 403; when gait listens on loopback, a `Host` that is
 //! not a loopback name is rejected with 403; a POST whose `Content-Type` is present and not
 //! `application/json` is rejected with 415. Requests without `Origin` (non-browser clients) and
-//! POSTs without `Content-Type` pass.
+//! POSTs without `Content-Type` pass. On MCP routes a non-empty `Mcp-Session-Id` with a byte
+//! outside visible ASCII (0x21–0x7E, the MCP transport rule for session ids) is rejected with
+//! 400, so such an id is never journaled nor forwarded.
 
 use super::error::{ResBody, reject};
 use super::route::Route;
@@ -160,6 +162,17 @@ fn check<B>(policy: &HeaderPolicy, req: &Request<B>) -> Option<Response<ResBody>
             ));
         }
     }
+    if matches!(route, Some(Route::Mcp(_)))
+        && let Some(sid) = req.headers().get("mcp-session-id")
+        && !sid.is_empty()
+        && !sid.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Some(reject(
+            StatusCode::BAD_REQUEST,
+            "invalid_session_id",
+            "Mcp-Session-Id must be visible ASCII (0x21-0x7E)",
+        ));
+    }
     if req.method() == Method::POST
         && let Some(ct) = req.headers().get(header::CONTENT_TYPE)
     {
@@ -246,6 +259,39 @@ mod tests {
         let open = HeaderPolicy::new(&[], false);
         assert_eq!(
             status(open, req(&[("host", "gait.internal")])).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn session_id_must_be_visible_ascii_on_mcp_routes() {
+        let p = HeaderPolicy::new(&[], false);
+        let with_sid = |route: Route, sid: &[u8]| {
+            let mut r = req(&[]);
+            r.headers_mut().insert(
+                "mcp-session-id",
+                http::HeaderValue::from_bytes(sid).unwrap(),
+            );
+            r.extensions_mut().insert(route);
+            r
+        };
+        let ok = with_sid(Route::Mcp(0), b"0c5e-Az~!");
+        assert_eq!(status(p.clone(), ok).await, StatusCode::OK);
+        for bad in [&b"ab c"[..], b"ab\tc", b"ab\xffc"] {
+            let r = with_sid(Route::Mcp(0), bad);
+            assert_eq!(
+                status(p.clone(), r).await,
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+        // an empty id is "no session"; other routes ignore the header
+        assert_eq!(
+            status(p.clone(), with_sid(Route::Mcp(0), b"")).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(p, with_sid(Route::NotFound, b"a b")).await,
             StatusCode::OK
         );
     }

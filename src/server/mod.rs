@@ -513,6 +513,10 @@ pub fn run_cli(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk, a closed pipe) is dropped:
+        // the fallback `eprintln!` would panic the logging thread, and the trace writer thread
+        // logs exactly when the disk is full (a dead writer refuses every later call).
+        .log_internal_errors(false)
         .try_init();
     let fail = |msg: String, code: u8| {
         let cat = if code == crate::exit::INVALID_INPUT {
