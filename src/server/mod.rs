@@ -592,9 +592,14 @@ pub fn run_cli(
             tracing::info!(listen = %local, "gait mcp serve listening.");
         }
         let signals = spawn_signals(cancel.clone(), runtime.reload.clone());
+        let journals = runtime.journals.clone();
         let res = serve_with(listener, cfg.clone(), runtime, cancel.clone().cancelled_owned()).await;
         signals.abort();
         cancel.cancel();
+        // Write every enqueued journal append and close the journals (state flushed).
+        if let Some(j) = journals {
+            j.shutdown().await;
+        }
         ops.shutdown().await;
         match res {
             Ok(()) => crate::exit::OK,
