@@ -1,6 +1,7 @@
 //! Session journals of the proxy path: every decided `tools/call` that carries an
 //! `Mcp-Session-Id` is appended to `<session-dir>/<base>.journal.jsonl` (sessions.md §7 naming)
-//! through one [`JournalWriter`] per session.
+//! through a [`JournalWriter`] handle per session, all served by one shared [`JournalPool`]
+//! (a fixed number of writer threads, `GAIT_SESSION_WRITER_THREADS`, default 1).
 //!
 //! The append is awaited before the request goes on (the writer's group commit makes it
 //! durable), so a call the upstream sees is already journaled; a full writer queue or lock
@@ -8,9 +9,12 @@
 //! stable, `run_mcp_<first 12 hex of sha256(session id)>`, so all its calls share one journal
 //! (Go derives it per intent, which splits every distinct call into its own journal).
 //!
-//! Invariant: at most `max_open` writers (each holds one blocking thread) are open; the least
-//! recently used one is dropped first, and writers idle longer than `idle` are dropped whenever
-//! a new one is opened.
+//! Invariant: the journal writer threads are the pool's, whatever the number of sessions; at
+//! most `max_open` writer handles are kept (the least recently used one is dropped first, and
+//! handles idle longer than `idle` are dropped whenever a new one is opened), the pool closes
+//! journals beyond `max_open` or idle for `idle` on its own, and a session's journal is closed
+//! when its MCP session is deleted (`DELETE` with `Mcp-Session-Id`) or the server shuts down
+//! (everything enqueued is written first).
 
 use super::decide::Decision;
 use super::error::{BoxResponse, ResBody, json_response};
@@ -18,7 +22,8 @@ use super::gate::GateOutcome;
 use super::jsonrpc;
 use super::record::CallTracePaths;
 use crate::session::{
-    AppendInput, JournalWriter, JournalWriterConfig, Options, SessionError, naming,
+    AppendInput, JournalPool, JournalWriter, JournalWriterConfig, Options, PoolConfig, PoolStats,
+    ProcessEnv, SessionError, naming,
 };
 use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -41,17 +46,65 @@ pub struct Journals {
     max_open: usize,
     idle: Duration,
     options: Options,
+    /// `Err`: the pool's threads could not be started (every append is refused with it).
+    pool: Result<JournalPool, String>,
     writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
 }
 
 impl Journals {
+    /// Journals under `dir`, written by a new pool ([`PoolConfig::from_env`] threads) that
+    /// keeps at most `max_open` journals open and closes those idle for `idle`.
     pub fn new(dir: PathBuf, max_open: usize, idle: Duration) -> Self {
+        let cfg = PoolConfig {
+            max_open: max_open.max(1),
+            idle,
+            ..PoolConfig::from_env(&ProcessEnv)
+        };
+        Self::with_pool(dir, max_open, idle, JournalPool::new(cfg))
+    }
+
+    /// Journals under `dir` written by `pool`.
+    pub fn with_pool(
+        dir: PathBuf,
+        max_open: usize,
+        idle: Duration,
+        pool: Result<JournalPool, SessionError>,
+    ) -> Self {
+        if let Err(e) = &pool {
+            tracing::error!(error = %e, "Session journal writer pool did not start.");
+        }
         Journals {
             dir,
             max_open: max_open.max(1),
             idle,
             options: Options::default(),
+            pool: pool.map_err(|e| e.to_string()),
             writers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pool(&self) -> Result<&JournalPool, SessionError> {
+        self.pool
+            .as_ref()
+            .map_err(|e| SessionError::Unavailable(format!("session writer pool: {e}")))
+    }
+
+    /// Counters of the writer pool (`None` if it did not start).
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        self.pool.as_ref().ok().map(JournalPool::stats)
+    }
+
+    /// Drop the writer of `session_id` (its journal is closed once its appends are written).
+    pub async fn close(&self, session_id: &str) -> bool {
+        self.writers.lock().await.remove(session_id).is_some()
+    }
+
+    /// Graceful shutdown: drop every writer, write everything enqueued, close every journal
+    /// and stop the pool's threads.
+    pub async fn shutdown(&self) {
+        self.writers.lock().await.clear();
+        if let Ok(p) = &self.pool {
+            p.shutdown().await;
         }
     }
 
@@ -90,13 +143,15 @@ impl Journals {
         // open of the same session is harmless (start is idempotent) and the loser is dropped.
         let run_id = Self::run_id(session_id);
         let primary = naming::journal_path(&self.dir, session_id);
-        let opened = match JournalWriter::open(self.config(primary, session_id, &run_id)).await {
-            Err(e) if naming::is_identity_conflict(&e) => {
-                let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
-                JournalWriter::open(self.config(alt, session_id, &run_id)).await?
-            }
-            other => other?,
-        };
+        let pool = self.pool()?;
+        let opened =
+            match JournalWriter::open_in(pool, self.config(primary, session_id, &run_id)).await {
+                Err(e) if naming::is_identity_conflict(&e) => {
+                    let alt = naming::journal_path_for_run(&self.dir, session_id, &run_id);
+                    JournalWriter::open_in(pool, self.config(alt, session_id, &run_id)).await?
+                }
+                other => other?,
+            };
         let mut map = self.writers.lock().await;
         let now = Instant::now();
         if let Some((w, used)) = map.get_mut(session_id) {
@@ -219,6 +274,14 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .filter(|s| !s.is_empty());
+            let delete = req.method() == http::Method::DELETE;
+            if delete && let (Some(j), Some(sid)) = (&journals, session) {
+                // The client ends its MCP session: its journal needs no writer any more.
+                let (j, sid) = (j.clone(), sid.to_string());
+                let res = inner.call(req).await;
+                j.close(&sid).await;
+                return res;
+            }
             if let (Some(j), Some(sid), Some(GateOutcome::Mcp(o))) =
                 (journals, session, req.extensions().get::<GateOutcome>())
                 && !o.initialize

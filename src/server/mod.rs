@@ -610,9 +610,14 @@ pub fn run_cli(
             tracing::info!(listen = %local, "gait mcp serve listening.");
         }
         let signals = spawn_signals(cancel.clone(), runtime.reload.clone());
+        let journals = runtime.journals.clone();
         let res = serve_with(listener, cfg.clone(), runtime, cancel.clone().cancelled_owned()).await;
         signals.abort();
         cancel.cancel();
+        // Write every enqueued journal append and close the journals (state flushed).
+        if let Some(j) = journals {
+            j.shutdown().await;
+        }
         let code = res.as_ref().map_or_else(|e| e.exit_code(), |()| crate::exit::OK);
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         ops.record_lifecycle(correlation_id, Some(code), elapsed);

@@ -70,9 +70,17 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
-    /// The writer task is gone or a bounded queue is full.
+    /// The writer task is gone.
     #[error("{0}")]
     Unavailable(String),
+    /// The shared writer pool's bounded queue stayed full for the whole enqueue timeout
+    /// (backpressure; retryable, HTTP 503 + `Retry-After`).
+    #[error("session writer queue full (queued={queued} capacity={capacity} waited={waited_ms}ms)")]
+    QueueFull {
+        queued: usize,
+        capacity: usize,
+        waited_ms: u64,
+    },
 }
 
 impl SessionError {
@@ -91,7 +99,9 @@ impl SessionError {
             SessionError::Lock(_) => Category::Internal,
             SessionError::Invalid(_) | SessionError::NotFound(_) => Category::InvalidInput,
             SessionError::Io { .. } => Category::Io,
-            SessionError::Unavailable(_) => Category::StateContention,
+            SessionError::Unavailable(_) | SessionError::QueueFull { .. } => {
+                Category::StateContention
+            }
         }
     }
 
@@ -104,6 +114,7 @@ impl SessionError {
             SessionError::NotFound(_) => "session_not_found",
             SessionError::Io { .. } => "session_io_failure",
             SessionError::Unavailable(_) => "session_writer_unavailable",
+            SessionError::QueueFull { .. } => "session_writer_queue_full",
         }
     }
 
@@ -111,7 +122,9 @@ impl SessionError {
     /// invalid input, 500 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
-            SessionError::Contention(_) | SessionError::Unavailable(_) => 503,
+            SessionError::Contention(_)
+            | SessionError::Unavailable(_)
+            | SessionError::QueueFull { .. } => 503,
             SessionError::Invalid(_) | SessionError::NotFound(_) => 400,
             SessionError::Lock(_) | SessionError::Io { .. } => 500,
         }
@@ -121,7 +134,9 @@ impl SessionError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SessionError::Contention(c) => Some(Duration::from_secs(c.retry.as_secs().max(1))),
-            SessionError::Unavailable(_) => Some(Duration::from_secs(1)),
+            SessionError::Unavailable(_) | SessionError::QueueFull { .. } => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }

@@ -716,10 +716,22 @@ pub fn start_session(
     let paths = SessionPaths::new(&journal);
     fsx::ensure_parent(&journal)
         .map_err(|e| SessionError::io("create session journal directory", e))?;
-    with_lock(&paths, opts, || {
-        let existing = fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+    with_lock(&paths, opts, || start_locked(&paths, sid, rid, opts))
+}
+
+/// `start` under the session lock of `paths` (ids already trimmed and non-empty, parent
+/// directory present).
+pub(crate) fn start_locked(
+    paths: &SessionPaths,
+    sid: &str,
+    rid: &str,
+    opts: &Options,
+) -> Result<Outcome<SessionStatus>, SessionError> {
+    let journal = &paths.journal;
+    {
+        let existing = fs::metadata(journal).map(|m| m.len()).unwrap_or(0);
         let first = if existing > 0 {
-            read_first_line(&journal)?
+            read_first_line(journal)?
         } else {
             Vec::new()
         };
@@ -731,7 +743,7 @@ pub fn start_session(
                     "session journal already initialized with different session/run".into(),
                 ));
             }
-            let (cached, repair) = ensure_state(&paths, None, opts)?;
+            let (cached, repair) = ensure_state(paths, None, opts)?;
             return Ok(Outcome {
                 value: SessionStatus::from(&cached.state),
                 repair,
@@ -756,23 +768,23 @@ pub fn start_session(
             .write(true)
             .truncate(true)
             .mode(0o600)
-            .open(&journal)
+            .open(journal)
             .map_err(|e| SessionError::io(ctx(), e))?;
         f.write_all(&line)
             .and_then(|()| f.sync_all())
             .map_err(|e| SessionError::io(ctx(), e))?;
-        fsx::sync_parent(&journal);
+        fsx::sync_parent(journal);
         let model = JournalModel {
             header,
             ..JournalModel::default()
         };
         let state = model.to_state(line.len() as u64, opts.now(), None);
-        write_state(&paths, &state)?;
+        write_state(paths, &state)?;
         Ok(Outcome {
             value: SessionStatus::from(&state),
             repair: None,
         })
-    })
+    }
 }
 
 /// `append` one event; returns the stored event.

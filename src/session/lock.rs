@@ -393,6 +393,74 @@ fn flock_until(path: &Path, deadline: Instant) -> Result<Option<Flock<File>>, st
 }
 
 impl SessionLock {
+    /// One attempt that never waits: `Ok(None)` when another holder has the flock or a fresh
+    /// `J.lock` (the caller retries later); a stale `J.lock` is taken over as in
+    /// [`SessionLock::acquire`]. Used by the shared writer pool, whose threads must not block
+    /// on one contended journal while others have work.
+    pub fn try_acquire(
+        paths: &SessionPaths,
+        cfg: &LockConfig,
+    ) -> Result<Option<SessionLock>, SessionError> {
+        super::fsx::ensure_parent(&paths.lock)
+            .map_err(|e| SessionError::Lock(format!("prepare session lock directory: {e}")))?;
+        let file = open_flock_file(&paths.flock)
+            .map_err(|e| SessionError::Lock(format!("acquire session lock: {e}")))?;
+        let flock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
+        };
+        let nonce = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let body = lock_body(&nonce);
+        let mut takeovers = 0;
+        // Bounded: a stale lock is taken over at most a few times before we report "busy".
+        for attempts in 1..=4u32 {
+            match create_lock_file(&paths.lock, &body, &nonce) {
+                Ok(()) => {
+                    return Ok(Some(SessionLock {
+                        lock_path: paths.lock.clone(),
+                        nonce,
+                        takeovers,
+                        attempts,
+                        _flock: flock,
+                    }));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists || paths.lock.exists() => {
+                    match read_holder(&paths.lock, cfg, true) {
+                        Some(h) if h.stale => {
+                            takeovers += u32::from(take_over(&paths.lock, &h.content));
+                        }
+                        // Vanished between create and read: try again at once.
+                        None => {}
+                        Some(_) => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The contention error for a caller that gave up after `waited` and `attempts` tries.
+    pub fn contention(
+        paths: &SessionPaths,
+        cfg: &LockConfig,
+        waited: Duration,
+        attempts: u32,
+    ) -> SessionError {
+        let holder = read_holder(&paths.lock, cfg, false);
+        SessionError::Contention(Box::new(LockContention {
+            path: paths.lock.display().to_string(),
+            waited: Duration::from_millis(waited.as_millis() as u64),
+            attempts,
+            timeout: cfg.timeout,
+            retry: cfg.retry,
+            profile: cfg.profile,
+            holder_pid: holder.as_ref().and_then(|h| h.pid),
+            holder_age: holder.and_then(|h| h.age),
+        }))
+    }
+
     /// Acquire both locks for the journal in `paths` (sessions.md §3.1, improved per §8).
     pub fn acquire(paths: &SessionPaths, cfg: &LockConfig) -> Result<SessionLock, SessionError> {
         let start = Instant::now();

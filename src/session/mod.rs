@@ -16,7 +16,8 @@
 //!
 //! Entry points: [`start_session`], [`append_event`], [`append_events`], [`session_status`],
 //! [`checkpoint`], [`compact`], [`verify_chain`] for one-shot use (CLI), and
-//! [`writer::JournalWriter`] for the server (one writer task per journal, group commit).
+//! [`writer::JournalWriter`] for the server (handles to journals in a shared, bounded
+//! [`pool::JournalPool`] of writer threads, group commit per journal).
 
 pub mod checkpoint;
 pub mod compact;
@@ -26,6 +27,7 @@ pub mod gojson;
 pub mod journal;
 pub mod lock;
 pub mod naming;
+pub mod pool;
 pub mod record;
 pub mod runpack;
 pub mod writer;
@@ -41,6 +43,7 @@ pub use journal::{
     append_events, read_journal, session_status, start_session,
 };
 pub use lock::{EnvSource, LockConfig, LockProfile, ProcessEnv};
+pub use pool::{JournalPool, PoolConfig, PoolStats, PoolWriter};
 pub use record::{
     AgentLink, Checkpoint, Relationship, SessionChain, SessionEvent, SessionHeader, SessionState,
 };
