@@ -6,7 +6,9 @@
 # ratio and the added p50/p99 latency at 1 connection. Results: perf/proxy_last.json.
 #
 # Env: DURATION (seconds per run, default 5), CONNS (concurrent connections, default 32),
-#      THREADS (wrk threads, default 2), SKIP_BUILD=1 to reuse existing release binaries.
+#      THREADS (wrk threads, default 2), SKIP_BUILD=1 to reuse existing release binaries,
+#      GAIT_BIN (default $CARGO_TARGET_DIR/release/gait), UPSTREAM_BIN (a demo_upstream binary,
+#      run with `--mode fast`, instead of scripts/bench_upstream).
 # Targets (reported, not enforced): through-gait >= 0.40x direct; added latency at
 # 1 connection <= 100 us p50 / <= 300 us p99.
 set -euo pipefail
@@ -17,7 +19,7 @@ DURATION="${DURATION:-5}"
 CONNS="${CONNS:-32}"
 THREADS="${THREADS:-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/release/gait"
+BIN="${GAIT_BIN:-$TARGET_DIR/release/gait}"
 UP_TARGET="$TARGET_DIR/bench_upstream"
 UP_BIN="$UP_TARGET/release/bench_upstream"
 
@@ -51,7 +53,11 @@ wait_port() {
 
 UP_PORT="$(free_port)"
 GAIT_PORT="$(free_port)"
-"$UP_BIN" "127.0.0.1:$UP_PORT" >/dev/null &
+if [ -n "${UPSTREAM_BIN:-}" ]; then
+  "$UPSTREAM_BIN" --listen "127.0.0.1:$UP_PORT" --mode fast >/dev/null 2>&1 &
+else
+  "$UP_BIN" "127.0.0.1:$UP_PORT" >/dev/null &
+fi
 PIDS+=($!)
 wait_port "$UP_PORT"
 

@@ -40,6 +40,9 @@ pub struct DecideRequest<'a> {
     pub payload: &'a Value,
     /// Explicit run id (evaluate API `run_id`), if any.
     pub run_id: Option<&'a str>,
+    /// Whether [`Decision::output`] is wanted (the evaluate API renders it; the proxy path
+    /// does not, so it is not built there).
+    pub output: bool,
 }
 
 /// The outcome of one decision.
@@ -55,7 +58,7 @@ pub struct Decision {
     pub run_id: String,
     pub session_id: Option<String>,
     /// The `mcpProxyOutput` fields (ok, executed, adapter, verdict, …) without `trace_path`
-    /// and `exit_code`, which the server adds.
+    /// and `exit_code`, which the server adds. Empty unless [`DecideRequest::output`] was set.
     pub output: Map<String, Value>,
     /// The signed TraceRecord to write, if the engine produced one.
     pub trace: Option<Arc<dyn RecordBody>>,

@@ -69,23 +69,29 @@ impl Decide for EngineDecider {
                 .run_id
                 .filter(|r| !r.trim().is_empty())
                 .map(str::to_string),
+            // signed once, on the writer thread ([`DeferredSigned`]); signing here as well
+            // cost a second Ed25519 signature per call on a tokio worker
+            sign: false,
             ..CallOptions::default()
         };
         let d = self
             .engine
             .evaluate_call(adapter, req.payload, &opts)
             .map_err(|e| DecideError(e.to_string()))?;
-        let mut output = match serde_json::to_value(&d.output) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        if self.signer.is_ephemeral() {
-            // The engine adds this warning only when it signs itself.
-            let mut w = vec![Value::String(crate::trace::DEV_KEY_WARNING.to_string())];
-            if let Some(Value::Array(rest)) = output.remove("warnings") {
-                w.extend(rest);
+        // The output map is only rendered by the evaluate API; the proxy path skips building it.
+        let mut output = Map::new();
+        if req.output {
+            if let Ok(Value::Object(m)) = serde_json::to_value(&d.output) {
+                output = m;
             }
-            output.insert("warnings".into(), Value::Array(w));
+            if self.signer.is_ephemeral() {
+                // The engine adds this warning only when it signs itself.
+                let mut w = vec![Value::String(crate::trace::DEV_KEY_WARNING.to_string())];
+                if let Some(Value::Array(rest)) = output.remove("warnings") {
+                    w.extend(rest);
+                }
+                output.insert("warnings".into(), Value::Array(w));
+            }
         }
         let o = d.output;
         Ok(Decision {

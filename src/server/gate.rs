@@ -229,9 +229,9 @@ fn gate_mcp(
     for m in &msgs.items {
         match jsonrpc::method(m) {
             Some("tools/call") => {
-                let params = m.get("params").cloned().unwrap_or(Value::Null);
+                let params = m.get("params");
                 let name = params
-                    .get("name")
+                    .and_then(|p| p.get("name"))
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
@@ -248,20 +248,23 @@ fn gate_mcp(
                 if let Some(r) = &settings.risk_class {
                     ctx.insert("risk_class".into(), r.clone().into());
                 }
-                let args = match params.get("arguments") {
+                let args = match params.and_then(|p| p.get("arguments")) {
                     None | Some(Value::Null) => Value::Object(Map::new()),
                     Some(a) => a.clone(),
                 };
-                let payload = json!({
-                    "name": name,
-                    "args": args,
-                    "context": ctx,
-                    "server": {"server_id": server_id},
-                });
+                let mut payload = Map::new();
+                payload.insert("name".into(), Value::String(name.clone()));
+                payload.insert("args".into(), args);
+                payload.insert("context".into(), Value::Object(ctx));
+                let mut server = Map::new();
+                server.insert("server_id".into(), Value::String(server_id.to_string()));
+                payload.insert("server".into(), Value::Object(server));
+                let payload = Value::Object(payload);
                 let mut result = decider.decide(&DecideRequest {
                     adapter: "mcp",
                     payload: &payload,
                     run_id: None,
+                    output: false,
                 });
                 if let (Some(ops), Ok(d)) = (&settings.ops, &mut result) {
                     enforce_rate_limits(ops, identity.as_deref().unwrap_or(""), &name, d);
@@ -385,6 +388,7 @@ async fn gate_eval(
             adapter: &adapter,
             payload: &call,
             run_id: parsed.run_id.as_deref(),
+            output: true,
         })
         .map_err(|e| bad(e.0))?;
     if let Some(s) = parsed.session_id.as_deref().filter(|s| !s.is_empty())

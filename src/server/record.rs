@@ -121,8 +121,20 @@ pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
             Err(p) => prev = p,
         }
     };
-    let ts = chrono::DateTime::from_timestamp_nanos(nanos).format("%Y%m%dT%H%M%S%.9f");
-    dir.join(format!("trace_{}_{ts}.json", normalize_run_id(run_id)))
+    // `%Y%m%dT%H%M%S%.9f`, written directly (chrono's `format` re-parses its pattern per call)
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_nanos(nanos);
+    dir.join(format!(
+        "trace_{}_{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}.json",
+        normalize_run_id(run_id),
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() % 1_000_000_000
+    ))
 }
 
 /// The job for one decision; the signed record is moved out of the decision (nothing inward
@@ -302,6 +314,10 @@ mod tests {
             "{name}"
         );
         assert_eq!(name.len(), "trace_run_abc_".len() + 25 + 5, "{name}");
+        // the same rendering as chrono's `%Y%m%dT%H%M%S%.9f` of the moment in the name
+        let ts = &name["trace_run_abc_".len()..name.len() - 5];
+        let parsed = chrono::NaiveDateTime::parse_from_str(ts, "%Y%m%dT%H%M%S%.9f").unwrap();
+        assert_eq!(parsed.format("%Y%m%dT%H%M%S%.9f").to_string(), ts);
     }
 
     #[test]

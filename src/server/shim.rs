@@ -396,6 +396,7 @@ mod tests {
             adapter: "mcp",
             payload: &p,
             run_id: None,
+            output: true,
         })
         .unwrap()
     }
@@ -422,7 +423,8 @@ mod tests {
             e.decide(&DecideRequest {
                 adapter: "mcp",
                 payload: &json!({"args": {}}),
-                run_id: None
+                run_id: None,
+                output: true,
             })
             .is_err()
         );

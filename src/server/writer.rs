@@ -1,11 +1,14 @@
-//! The background trace writer: one dedicated thread that owns every trace file and exporter
-//! handle, fed by a bounded queue.
+//! The background trace writer: a small pool of dedicated threads (shards) that sign, serialize
+//! and write trace files, each fed by its own bounded queue; jobs are spread round-robin.
 //!
-//! Invariant: the request path never does file I/O for traces; it only enqueues. The writer
+//! Invariant: the request path never does file I/O for traces; it only enqueues. Each shard
 //! drains whatever is queued as one batch (group commit: exporter files are flushed once per
-//! batch), writes each trace atomically (temp file + rename, mode 0600, parent dirs 0750), and
-//! exits after the queue is closed and empty, so a graceful shutdown loses nothing that was
-//! enqueued.
+//! batch, under one lock shared by the shards), writes each trace atomically (temp file +
+//! rename, mode 0600, parent dirs 0750), and exits after its queue is closed and empty, so a
+//! graceful shutdown loses nothing that was enqueued. Why shards: one trace costs an Ed25519
+//! signature, a serialization and ~4 file-system syscalls; a single thread capped the whole
+//! proxy at its rate (perf/proxy_callgrind.json). Exporter lines of different shards may
+//! interleave in another order than the decisions were made (each line is whole).
 
 use super::decide::RecordBody;
 use serde_json::{Value, json};
@@ -13,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,46 +84,109 @@ pub struct WriterConfig {
     pub export_otel_out: Option<PathBuf>,
 }
 
-/// Handle to the writer thread (cheap to clone).
+/// Handle to the writer threads (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct TraceWriter {
-    tx: mpsc::Sender<Msg>,
+    shards: Arc<[mpsc::Sender<Msg>]>,
+    next: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     wait: Duration,
 }
 
-/// Join handle of the writer thread.
+/// Join handles of the writer threads.
 #[derive(Debug)]
-pub struct WriterThread(std::thread::JoinHandle<()>);
+pub struct WriterThread(Vec<std::thread::JoinHandle<()>>, Arc<WriterStats>);
 
 impl WriterThread {
-    /// Wait (off the async runtime) until the thread has drained and exited. All
+    /// Wait (off the async runtime) until every thread has drained and exited. All
     /// [`TraceWriter`] clones must have been dropped first.
     pub async fn join(self) {
-        let _ = tokio::task::spawn_blocking(move || self.0.join()).await;
+        let WriterThread(handles, stats) = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
+        let failed = stats.failed.load(Ordering::Relaxed);
+        let timeouts = stats.queue_timeouts.load(Ordering::Relaxed);
+        if failed > 0 || timeouts > 0 {
+            tracing::error!(
+                written = stats.written.load(Ordering::Relaxed),
+                failed,
+                queue_timeouts = timeouts,
+                "Trace writer stopped with failures."
+            );
+        }
     }
 }
 
+/// Default number of writer threads: the available cores, at least 1, at most 4.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
 impl TraceWriter {
-    /// Start the writer thread with a queue of `capacity` jobs.
+    /// Start [`default_threads`] writer threads sharing a queue budget of `capacity` jobs.
     pub fn spawn(
         cfg: WriterConfig,
         capacity: usize,
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        Self::spawn_threads(cfg, capacity, default_threads())
+    }
+
+    /// Start `threads` writer threads; each gets `capacity / threads` (at least 1) queue slots.
+    pub fn spawn_threads(
+        cfg: WriterConfig,
+        capacity: usize,
+        threads: usize,
+    ) -> std::io::Result<(TraceWriter, WriterThread)> {
+        let threads = threads.max(1);
+        let per = capacity.div_ceil(threads).max(1);
         let stats = Arc::new(WriterStats::default());
-        let st = stats.clone();
-        let handle = std::thread::Builder::new()
-            .name("gait-trace-writer".into())
-            .spawn(move || run(cfg, rx, &st))?;
+        let sinks = Arc::new(parking_lot::Mutex::new(Sinks::open(&cfg)));
+        let mut txs = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = mpsc::channel(per);
+            let st = stats.clone();
+            let sk = sinks.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("gait-trace-writer-{i}"))
+                .spawn(move || run(i, rx, &st, &sk));
+            match handle {
+                Ok(h) => {
+                    txs.push(tx);
+                    handles.push(h);
+                }
+                Err(e) => {
+                    // closing the senders lets the threads already started exit
+                    drop(txs);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let stats_out = stats.clone();
         Ok((
             TraceWriter {
-                tx,
+                shards: txs.into(),
+                next: Arc::default(),
                 stats,
                 wait: DEFAULT_QUEUE_WAIT,
             },
-            WriterThread(handle),
+            WriterThread(handles, stats_out),
         ))
+    }
+
+    fn shard(&self) -> &mpsc::Sender<Msg> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        &self.shards[i]
     }
 
     /// The same writer with another bounded queue wait.
@@ -135,18 +201,17 @@ impl TraceWriter {
     }
 
     async fn send(&self, m: Msg) -> Result<(), SubmitError> {
-        match self.tx.try_send(m) {
+        let tx = self.shard();
+        match tx.try_send(m) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                match self.tx.send_timeout(m, self.wait).await {
-                    Ok(()) => Ok(()),
-                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                        self.stats.queue_timeouts.fetch_add(1, Ordering::Relaxed);
-                        Err(SubmitError::QueueTimeout(self.wait))
-                    }
-                    Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(SubmitError::Closed),
+            Err(mpsc::error::TrySendError::Full(m)) => match tx.send_timeout(m, self.wait).await {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    self.stats.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+                    Err(SubmitError::QueueTimeout(self.wait))
                 }
-            }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(SubmitError::Closed),
+            },
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
         }
     }
@@ -168,23 +233,54 @@ impl TraceWriter {
 
     /// Jobs waiting in the queue (the writer never drops: a full queue applies backpressure).
     pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.shards
+            .iter()
+            .map(|t| t.max_capacity() - t.capacity())
+            .sum()
     }
 
-    /// Wait until everything enqueued before this call is on disk.
+    /// Wait until everything enqueued before this call is on disk (on every shard).
     pub async fn flush(&self) -> Result<(), SubmitError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(tx))
-            .await
-            .map_err(|_| SubmitError::Closed)?;
-        rx.await.map_err(|_| SubmitError::Closed)
+        let mut acks = Vec::with_capacity(self.shards.len());
+        for shard in self.shards.iter() {
+            let (tx, rx) = oneshot::channel();
+            shard
+                .send(Msg::Flush(tx))
+                .await
+                .map_err(|_| SubmitError::Closed)?;
+            acks.push(rx);
+        }
+        for rx in acks {
+            rx.await.map_err(|_| SubmitError::Closed)?;
+        }
+        Ok(())
     }
 }
 
 struct Sinks {
     log: Option<BufWriter<File>>,
     otel: Option<BufWriter<File>>,
+}
+
+impl Sinks {
+    fn open(cfg: &WriterConfig) -> Sinks {
+        Sinks {
+            log: cfg.export_log_out.as_deref().and_then(|p| {
+                open_append(p)
+                    .map_err(|e| tracing::error!(path = %p.display(), error = %e, "Cannot open log exporter."))
+                    .ok()
+            }),
+            otel: cfg.export_otel_out.as_deref().and_then(|p| {
+                open_append(p)
+                    .map_err(|e| tracing::error!(path = %p.display(), error = %e, "Cannot open otel exporter."))
+                    .ok()
+            }),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.log.is_none() && self.otel.is_none()
+    }
 }
 
 fn open_append(p: &Path) -> std::io::Result<BufWriter<File>> {
@@ -200,20 +296,41 @@ fn open_append(p: &Path) -> std::io::Result<BufWriter<File>> {
     Ok(BufWriter::new(f))
 }
 
-fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
-    let mut sinks = Sinks {
-        log: cfg.export_log_out.as_deref().and_then(|p| {
-            open_append(p)
-                .map_err(|e| tracing::error!(path = %p.display(), error = %e, "Cannot open log exporter."))
-                .ok()
-        }),
-        otel: cfg.export_otel_out.as_deref().and_then(|p| {
-            open_append(p)
-                .map_err(|e| tracing::error!(path = %p.display(), error = %e, "Cannot open otel exporter."))
-                .ok()
-        }),
-    };
+/// Directories this shard created or found; `write_file` skips `mkdir` for them (a directory
+/// removed behind our back is recreated on the `NotFound` that follows).
+#[derive(Default)]
+struct DirCache(std::collections::HashSet<PathBuf>);
+
+impl DirCache {
+    const MAX: usize = 1024;
+
+    fn ensure(&mut self, dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if dir.as_os_str().is_empty() || self.0.contains(dir) {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)?;
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(dir.to_path_buf());
+        Ok(())
+    }
+}
+
+fn run(
+    shard: usize,
+    mut rx: mpsc::Receiver<Msg>,
+    stats: &WriterStats,
+    sinks: &parking_lot::Mutex<Sinks>,
+) {
+    let exports = !sinks.lock().is_empty();
+    let mut made = DirCache::default();
     let mut batch = Vec::with_capacity(64);
+    let (mut log_buf, mut otel_buf) = (String::new(), String::new());
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < 256 {
@@ -228,7 +345,13 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
         for m in batch.drain(..) {
             match m {
                 Msg::Job(job, ack) => {
-                    let r = write_job(&mut sinks, &job, ack.is_some());
+                    let r = write_trace(&mut made, shard, &job, ack.is_some());
+                    if exports && let Some(x) = &job.export {
+                        log_buf.push_str(&log_line(x));
+                        log_buf.push('\n');
+                        otel_buf.push_str(&otel_line(x));
+                        otel_buf.push('\n');
+                    }
                     match &r {
                         Ok(true) => {
                             stats.written.fetch_add(1, Ordering::Relaxed);
@@ -251,10 +374,20 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
-        for s in [&mut sinks.log, &mut sinks.otel].into_iter().flatten() {
-            if let Err(e) = s.flush() {
-                tracing::error!(error = %e, "Exporter flush failed.");
+        if exports && !(log_buf.is_empty() && otel_buf.is_empty()) {
+            // exporter lines are best effort; one lock and one flush per batch
+            let mut s = sinks.lock();
+            let Sinks { log, otel } = &mut *s;
+            for (sink, buf) in [(log, &log_buf), (otel, &otel_buf)] {
+                if let Some(w) = sink
+                    && let Err(e) = w.write_all(buf.as_bytes()).and_then(|()| w.flush())
+                {
+                    tracing::error!(error = %e, "Exporter write failed.");
+                }
             }
+            drop(s);
+            log_buf.clear();
+            otel_buf.clear();
         }
         // one fsync per directory per batch makes the renames of the whole batch durable
         let dir_err = dirs.iter().find_map(|d| {
@@ -274,76 +407,77 @@ fn run(cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
             let _ = a.send(());
         }
     }
-    let failed = stats.failed.load(Ordering::Relaxed);
-    let timeouts = stats.queue_timeouts.load(Ordering::Relaxed);
-    if failed > 0 || timeouts > 0 {
-        tracing::error!(
-            written = stats.written.load(Ordering::Relaxed),
-            failed,
-            queue_timeouts = timeouts,
-            "Trace writer stopped with failures."
-        );
-    }
 }
 
-/// Write one job; `Ok(true)` when a trace file was written, `Err` when that write failed
-/// (exporter lines are best effort). `sync`: fsync the file before the rename.
-fn write_job(sinks: &mut Sinks, job: &TraceJob, sync: bool) -> std::io::Result<bool> {
-    let mut out = Ok(false);
-    if let (Some(path), Some(record)) = (&job.path, &job.record) {
-        out = record
-            .to_pretty_json()
-            .map_err(std::io::Error::other)
-            .and_then(|b| write_file(path, b, sync))
-            .map(|()| true);
-        if let Err(e) = &out {
-            tracing::error!(path = %path.display(), error = %e, "Trace write failed.");
-        }
-    }
-    if let Some(x) = &job.export {
-        if let Some(s) = &mut sinks.log {
-            let _ = writeln!(s, "{}", log_line(x));
-        }
-        if let Some(s) = &mut sinks.otel {
-            let _ = writeln!(s, "{}", otel_line(x));
-        }
+/// Sign, serialize and write the job's trace; `Ok(true)` when a trace file was written.
+/// `sync`: fsync the file before the rename.
+fn write_trace(
+    made: &mut DirCache,
+    shard: usize,
+    job: &TraceJob,
+    sync: bool,
+) -> std::io::Result<bool> {
+    let (Some(path), Some(record)) = (&job.path, &job.record) else {
+        return Ok(false);
+    };
+    let out = record
+        .to_pretty_json()
+        .map_err(std::io::Error::other)
+        .and_then(|b| write_file(made, shard, path, b, sync))
+        .map(|()| true);
+    if let Err(e) = &out {
+        tracing::error!(path = %path.display(), error = %e, "Trace write failed.");
     }
     out
 }
 
 /// `buf` + trailing newline, temp file + rename, 0600; parent dirs created 0750.
 pub fn write_atomic(path: &Path, buf: Vec<u8>) -> std::io::Result<()> {
-    write_file(path, buf, false)
+    write_file(&mut DirCache::default(), 0, path, buf, false)
 }
 
-fn write_file(path: &Path, mut buf: Vec<u8>, sync: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+fn write_file(
+    made: &mut DirCache,
+    shard: usize,
+    path: &Path,
+    mut buf: Vec<u8>,
+    sync: bool,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    if !dir.as_os_str().is_empty() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)?;
-    }
+    made.ensure(dir)?;
     buf.push(b'\n');
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "trace".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // per shard: two shards writing the same (client-chosen) path never share a temp file
+    let tmp = dir.join(format!(".{name}.tmp{}.{shard}", std::process::id()));
+    match write_then_rename(&tmp, path, &buf, sync) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // the directory went away after it was cached: create it again, once
+            made.0.remove(dir);
+            made.ensure(dir)?;
+            write_then_rename(&tmp, path, &buf, sync)
+        }
+        r => r,
+    }
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, buf: &[u8], sync: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     {
         let mut f = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&buf)?;
+            .open(tmp)?;
+        f.write_all(buf)?;
         if sync {
             f.sync_data()?;
         }
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(tmp, path)
 }
 
 /// `--export-log-out` line.
@@ -468,11 +602,79 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn shards_write_every_trace_and_flush_waits_for_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log.jsonl");
+        let cfg = WriterConfig {
+            export_log_out: Some(log.clone()),
+            export_otel_out: None,
+        };
+        let (w, thread) = TraceWriter::spawn_threads(cfg, 8, 3).unwrap();
+        assert_eq!(w.shards.len(), 3);
+        let job = |p: PathBuf, n: usize| TraceJob {
+            path: Some(p),
+            record: Some(Arc::new(json!({"n": n, "pad": "x".repeat(4096)}))),
+            export: Some(ExportFields {
+                trace_id: format!("id{n}"),
+                ..Default::default()
+            }),
+        };
+        for i in 0..60 {
+            w.submit(job(tmp.path().join(format!("t/trace_{i}.json")), i))
+                .await
+                .unwrap();
+        }
+        // the same (client-chosen) path from every shard: the last rename wins, never a mix
+        for i in 0..9 {
+            w.submit(job(tmp.path().join("t/same.json"), i))
+                .await
+                .unwrap();
+        }
+        w.flush().await.unwrap();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 69);
+        for i in 0..60 {
+            let p = tmp.path().join(format!("t/trace_{i}.json"));
+            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            assert_eq!(v["n"], i);
+        }
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("t/same.json")).unwrap())
+                .unwrap();
+        assert!(v["n"].as_u64().unwrap() < 9);
+        let lines = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(lines.lines().count(), 69);
+        for l in lines.lines() {
+            let _: Value = serde_json::from_str(l).unwrap();
+        }
+        // a trace directory removed behind the writer's back is created again
+        std::fs::remove_dir_all(tmp.path().join("t")).unwrap();
+        for i in 0..3 {
+            w.submit(job(tmp.path().join(format!("t/again_{i}.json")), i))
+                .await
+                .unwrap();
+        }
+        w.flush().await.unwrap();
+        for i in 0..3 {
+            assert!(tmp.path().join(format!("t/again_{i}.json")).is_file());
+        }
+        assert_eq!(w.stats().failed.load(Ordering::Relaxed), 0);
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("t"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        drop(w);
+        thread.join().await;
+    }
+
+    #[tokio::test]
     async fn full_queue_wait_is_bounded_and_counted() {
         // a writer whose thread is gone keeps the queue full: capacity 1, receiver alive
         let (tx, _rx) = mpsc::channel(1);
         let w = TraceWriter {
-            tx,
+            shards: vec![tx].into(),
+            next: Arc::default(),
             stats: Arc::default(),
             wait: Duration::from_millis(20),
         };

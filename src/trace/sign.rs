@@ -192,13 +192,22 @@ impl Signer {
 }
 
 /// `sha256(JCS(record))` of a record whose `signature` is ignored.
+///
+/// The canonical bytes come straight from the struct ([`crate::intent::jcs`], byte-identical to
+/// `canon::to_vec(&serde_json::to_value(record))` without building the `Value` tree).
 pub fn record_digest(record: &TraceRecord) -> Result<[u8; 32], TraceError> {
-    let mut value = serde_json::to_value(record)
-        .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))?;
-    if let Value::Object(map) = &mut value {
-        map.remove("signature");
-    }
-    Ok(crate::canon::sha256(&crate::canon::to_vec(&value)))
+    let encode = |r: &TraceRecord| {
+        crate::intent::jcs::to_vec(r)
+            .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))
+    };
+    let bytes = if record.signature.is_some() {
+        let mut unsigned = record.clone();
+        unsigned.signature = None;
+        encode(&unsigned)?
+    } else {
+        encode(record)?
+    };
+    Ok(crate::canon::sha256(&bytes))
 }
 
 fn parse_private_key(text: &str) -> Result<SigningKey, TraceError> {
@@ -359,6 +368,23 @@ mod tests {
         verify_value(&v, &s.verifying_key()).unwrap();
         v["future_field"]["a"] = "y".into();
         assert!(verify_value(&v, &s.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn direct_jcs_digest_equals_the_value_path() {
+        let s = Signer::generate();
+        let mut r = record();
+        r.latency_ms = 0.125;
+        r.matched_rule_ids = vec!["b".into(), "a\u{e9}".into()];
+        r.violations = vec!["\u{1f600} x".into()];
+        let mut v = serde_json::to_value(&r).unwrap();
+        let want = crate::canon::sha256(&crate::canon::to_vec(&v));
+        assert_eq!(record_digest(&r).unwrap(), want);
+        // a signed record: the signature is not covered
+        s.sign_record(&mut r).unwrap();
+        assert_eq!(record_digest(&r).unwrap(), want);
+        v["signature"] = serde_json::to_value(r.signature.clone()).unwrap();
+        verify_value(&v, &s.verifying_key()).unwrap();
     }
 
     #[test]
