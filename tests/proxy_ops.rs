@@ -456,3 +456,50 @@ async fn contended_journal_refuses_with_503_and_retry_after_and_reload_is_counte
     assert_eq!(seqs, vec![1, 2], "the refused call left no event");
     drop(dir);
 }
+
+#[tokio::test]
+async fn evaluate_api_applies_the_same_rate_limits() {
+    let g = start(
+        Some(RATE_POLICY),
+        |c| c.http_verdict_status = VerdictStatusMode::Strict,
+        |_| {},
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = g.url.replace("/mcp", "/v1/evaluate");
+    let eval = || {
+        client
+            .post(&url)
+            .json(&json!({"call": {"name": "echo", "args": {"message": "hi"}}}))
+            .send()
+    };
+    for _ in 0..2 {
+        let res = eval().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["verdict"], "allow", "{v}");
+    }
+    let res = eval().await.unwrap();
+    assert_eq!(res.status().as_u16(), 429, "strict: rate limit is 429");
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["verdict"], "block");
+    assert_eq!(v["reason_codes"], json!(["rate_limit_exceeded"]));
+    assert_eq!(v["exit_code"], 3);
+    let m = scrape(g.admin.unwrap()).await;
+    assert_eq!(
+        value(&m, "gait_ratelimit_rejections_total", &[("scope", "tool")]),
+        1.0
+    );
+    assert_eq!(
+        g.calls.get("echo"),
+        0,
+        "the evaluate API never calls the tool"
+    );
+    g.shutdown().await;
+}

@@ -391,6 +391,15 @@ async fn gate_eval(
             output: true,
         })
         .map_err(|e| bad(e.0))?;
+    // The same limits as the MCP path: the per-token limit and the policy's `rate_limit`.
+    if let Some(ops) = &settings.ops {
+        let identity = req.extensions().get::<Identity>().map(|i| i.0.clone());
+        let tool = decision.tool_name.clone();
+        enforce_rate_limits(ops, identity.as_deref().unwrap_or(""), &tool, &mut decision);
+        let reason = decision.reason_codes.first().map(String::as_str);
+        ops.telemetry.decision(decision.verdict, reason);
+        ops.telemetry.tool_call(&tool, decision.verdict);
+    }
     if let Some(s) = parsed.session_id.as_deref().filter(|s| !s.is_empty())
         && decision.session_id.is_none()
     {

@@ -91,11 +91,24 @@ where
             }
             Some(GateOutcome::Eval(o)) => {
                 let v = o.decision.verdict;
+                let retry_after = o.decision.retry_after;
                 let fut = self.inner.call(req);
                 Either::Right(Box::pin(async move {
                     let mut res = fut.await?;
                     if res.status() == StatusCode::OK {
-                        *res.status_mut() = status_for(mode, v);
+                        match retry_after {
+                            // a rate-limit refusal: 429 + Retry-After in strict mode
+                            Some(secs)
+                                if mode == VerdictStatusMode::Strict && v == Verdict::Block =>
+                            {
+                                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                                res.headers_mut().insert(
+                                    http::header::RETRY_AFTER,
+                                    HeaderValue::from(secs.max(1)),
+                                );
+                            }
+                            _ => *res.status_mut() = status_for(mode, v),
+                        }
                     }
                     res.headers_mut()
                         .insert(VERDICT_HEADER, HeaderValue::from_static(v.as_str()));

@@ -7,8 +7,9 @@
 //! rename, mode 0600, parent dirs 0750), and exits after its queue is closed and empty, so a
 //! graceful shutdown loses nothing that was enqueued. Why shards: one trace costs an Ed25519
 //! signature, a serialization and ~4 file-system syscalls; a single thread capped the whole
-//! proxy at its rate (perf/proxy_callgrind.json). Exporter lines of different shards may
-//! interleave in another order than the decisions were made (each line is whole).
+//! proxy at its rate (perf/proxy_callgrind.json). With `--export-log-out`/`--export-otel-out`
+//! configured, [`TraceWriter::spawn`] uses one shard, so exporter lines stay in decision order
+//! (several shards could interleave them).
 
 use super::decide::RecordBody;
 use serde_json::{Value, json};
@@ -130,12 +131,19 @@ pub fn default_threads() -> usize {
 }
 
 impl TraceWriter {
-    /// Start [`default_threads`] writer threads sharing a queue budget of `capacity` jobs.
+    /// Start [`default_threads`] writer threads (one when exporters are configured) sharing a
+    /// queue budget of `capacity` jobs.
     pub fn spawn(
         cfg: WriterConfig,
         capacity: usize,
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
-        Self::spawn_threads(cfg, capacity, default_threads())
+        // Exporter logs keep decision order only with one shard: shards would interleave them.
+        let threads = if cfg.export_log_out.is_some() || cfg.export_otel_out.is_some() {
+            1
+        } else {
+            default_threads()
+        };
+        Self::spawn_threads(cfg, capacity, threads)
     }
 
     /// Start `threads` writer threads; each gets `capacity / threads` (at least 1) queue slots.
