@@ -295,6 +295,11 @@ pub async fn serve_with(
     rt: Runtime,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    // A gait killed mid-write leaves its temp file behind; nothing else would ever remove it.
+    let orphans = writer::remove_orphan_temps(&cfg.trace_dir);
+    if orphans > 0 {
+        tracing::warn!(dir = %cfg.trace_dir.display(), removed = orphans, "Removed trace temp files left by a killed writer.");
+    }
     let (writer, writer_thread) = writer::TraceWriter::spawn(
         writer::WriterConfig {
             export_log_out: cfg.export_log_out.clone(),

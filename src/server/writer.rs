@@ -471,6 +471,36 @@ fn write_file(
     }
 }
 
+/// Remove the temp files a killed gait left in `dir` (`.<name>.tmp<pid>.<shard>` whose pid no
+/// longer runs); returns how many. Temp files of live processes are never touched.
+pub fn remove_orphan_temps(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(temp_pid) else {
+            continue;
+        };
+        if crate::session::lock::pid_is_dead(pid)
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The pid in a writer temp name `.<name>.tmp<pid>.<shard>`.
+fn temp_pid(name: &str) -> Option<i64> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (_, rest) = name.strip_prefix('.')?.rsplit_once(".tmp")?;
+    let (pid, shard) = rest.split_once('.')?;
+    (digits(pid) && digits(shard)).then(|| pid.parse().ok())?
+}
+
 fn write_then_rename(tmp: &Path, path: &Path, buf: &[u8], sync: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     {
@@ -538,6 +568,41 @@ pub fn otel_line(x: &ExportFields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orphan_temps_of_dead_writers_are_removed_and_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        for n in [
+            format!(".trace_a.json.tmp{dead}.0"),
+            format!(".trace_b.json.tmp{dead}.3"),
+            format!(".trace_c.json.tmp{me}.0"),
+            "trace_d.json".to_string(),
+            format!(".trace_e.json.tmp{dead}"),
+            ".gait-tmp-xyz".to_string(),
+        ] {
+            std::fs::write(d.path().join(n), b"{}").unwrap();
+        }
+        assert_eq!(remove_orphan_temps(d.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                ".gait-tmp-xyz".to_string(),
+                format!(".trace_c.json.tmp{me}.0"),
+                format!(".trace_e.json.tmp{dead}"),
+                "trace_d.json".to_string(),
+            ]
+        );
+        assert_eq!(remove_orphan_temps(&d.path().join("missing")), 0);
+    }
 
     #[tokio::test]
     async fn writes_traces_and_exports_then_drains_on_close() {

@@ -206,7 +206,7 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn pid_is_dead(pid: i64) -> bool {
+pub(crate) fn pid_is_dead(pid: i64) -> bool {
     if pid <= 0 || pid > i64::from(i32::MAX) {
         return false;
     }
