@@ -17,9 +17,8 @@
 
 use crate::ops::telemetry::events::{self, AdoptionEvent, EventStats, OperationalEvent};
 use serde_json::{Map, Value, json};
-use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Longest wait for another writer's lock.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -152,8 +151,7 @@ pub fn append_locked(path: &Path, line: &str) -> std::io::Result<()> {
             .mode(0o750)
             .create(dir)?;
     }
-    let lock = lock_path(path);
-    let _guard = LockGuard::acquire(&lock)?;
+    let _guard = lock(path)?;
     let cap = crate::ops::config::TelemetrySection::default();
     let max_files = u32::try_from(cap.max_files).unwrap_or(3);
     events::append(
@@ -171,61 +169,21 @@ pub fn append_locked(path: &Path, line: &str) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-struct LockGuard(PathBuf);
-
-impl LockGuard {
-    fn acquire(lock: &Path) -> std::io::Result<LockGuard> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(lock)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(
-                        f,
-                        "{}",
-                        json!({"pid": std::process::id(), "created_at": chrono::Utc::now().to_rfc3339()})
-                    );
-                    return Ok(LockGuard(lock.to_path_buf()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(lock)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok());
-                    if age.is_some_and(|a| a > LOCK_STALE) {
-                        let _ = std::fs::remove_file(lock);
-                        continue;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::WouldBlock,
-                            format!("lock {} held for more than {LOCK_WAIT:?}", lock.display()),
-                        ));
-                    }
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn lock(path: &Path) -> std::io::Result<crate::session::fsx::ExclLock> {
+    let holder = json!({"pid": std::process::id(), "created_at": chrono::Utc::now().to_rfc3339()});
+    crate::session::fsx::ExclLock::acquire(
+        &lock_path(path),
+        LOCK_WAIT,
+        LOCK_STALE,
+        LOCK_RETRY,
+        format!("{holder}\n").as_bytes(),
+    )
 }
 
 /// Add one attempt to `stream`'s counters in the health file (atomic rewrite, 0600).
 fn record_health(path: &Path, stream: &str, ok: bool) -> std::io::Result<()> {
     check_path(path)?;
-    let lock = lock_path(path);
-    let _guard = LockGuard::acquire(&lock)?;
+    let _guard = lock(path)?;
     let mut streams = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
@@ -256,6 +214,7 @@ fn record_health(path: &Path, stream: &str, ok: bool) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn sinks(dir: &Path) -> Sinks {
         Sinks {

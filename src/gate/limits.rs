@@ -16,7 +16,7 @@ use crate::policy::RateLimitSpec;
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 /// Where `gate eval` keeps its counters unless `--rate-limit-state` says otherwise.
 pub const DEFAULT_STATE_PATH: &str = ".gait-out/gate_rate_limits.json";
@@ -145,7 +145,7 @@ pub fn enforce(
             .create(dir)
             .map_err(io)?;
     }
-    let _lock = StateLock::acquire(state)?;
+    let _lock = lock_state(state)?;
     let mut file = match std::fs::read(state) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => empty_state(),
         Ok(b) => serde_json::from_slice::<StateFile>(&b)
@@ -193,53 +193,18 @@ fn empty_state() -> StateFile {
     }
 }
 
-struct StateLock(PathBuf);
-
-impl StateLock {
-    fn acquire(state: &Path) -> Result<StateLock, LimitError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut s = state.as_os_str().to_owned();
-        s.push(".lock");
-        let lock = PathBuf::from(s);
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&lock)
-            {
-                Ok(_) => return Ok(StateLock(lock)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(&lock)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .is_some_and(|age| age > LOCK_STALE);
-                    if stale {
-                        let _ = std::fs::remove_file(&lock);
-                        continue;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(LimitError::Contention(lock));
-                    }
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(e) => {
-                    return Err(LimitError::Io {
-                        path: lock,
-                        source: e,
-                    });
-                }
-            }
-        }
-    }
-}
-
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn lock_state(state: &Path) -> Result<crate::session::fsx::ExclLock, LimitError> {
+    let mut s = state.as_os_str().to_owned();
+    s.push(".lock");
+    let lock = PathBuf::from(s);
+    crate::session::fsx::ExclLock::acquire(&lock, LOCK_TIMEOUT, LOCK_STALE, LOCK_RETRY, b"")
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => LimitError::Contention(lock.clone()),
+            _ => LimitError::Io {
+                path: lock.clone(),
+                source: e,
+            },
+        })
 }
 
 #[cfg(test)]

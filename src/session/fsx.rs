@@ -71,3 +71,59 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Ses
     sync_parent(path);
     Ok(())
 }
+
+/// A Go-style O_EXCL lock file, released (removed) on drop. Acquisition retries every `retry`
+/// for up to `wait`; a lock file older than `stale` is removed as abandoned. A lock still held
+/// after `wait` is `ErrorKind::WouldBlock`.
+#[derive(Debug)]
+pub struct ExclLock(PathBuf);
+
+impl ExclLock {
+    pub fn acquire(
+        lock: &Path,
+        wait: std::time::Duration,
+        stale: std::time::Duration,
+        retry: std::time::Duration,
+        content: &[u8],
+    ) -> std::io::Result<ExclLock> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(lock)
+            {
+                Ok(mut f) => {
+                    let _ = f.write_all(content);
+                    return Ok(ExclLock(lock.to_path_buf()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let abandoned = fs::metadata(lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+                        .is_some_and(|age| age > stale);
+                    if abandoned {
+                        let _ = fs::remove_file(lock);
+                        continue;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            format!("lock {} held for more than {wait:?}", lock.display()),
+                        ));
+                    }
+                    std::thread::sleep(retry);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for ExclLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
