@@ -1,15 +1,16 @@
-//! The background trace writer: a small pool of dedicated threads (shards) that sign, serialize
-//! and write trace files, each fed by its own bounded queue; jobs are spread round-robin.
+//! The background trace writer: dedicated threads (shards, one by default,
+//! `GAIT_TRACE_WRITER_THREADS`) that sign, serialize and write trace files, each fed by its own
+//! bounded queue; jobs are spread round-robin.
 //!
 //! Invariant: the request path never does file I/O for traces; it only enqueues. Each shard
 //! drains whatever is queued as one batch (group commit: exporter files are flushed once per
 //! batch, under one lock shared by the shards), writes each trace atomically (temp file +
 //! rename, mode 0600, parent dirs 0750), and exits after its queue is closed and empty, so a
-//! graceful shutdown loses nothing that was enqueued. Why shards: one trace costs an Ed25519
-//! signature, a serialization and ~4 file-system syscalls; a single thread capped the whole
-//! proxy at its rate (perf/proxy_callgrind.json). With `--export-log-out`/`--export-otel-out`
-//! configured, [`TraceWriter::spawn`] uses one shard, so exporter lines stay in decision order
-//! (several shards could interleave them).
+//! graceful shutdown loses nothing that was enqueued. One trace costs an Ed25519 signature
+//! (aws-lc), a serialization and ~4 file-system syscalls; the file creation dominates and
+//! serializes on the directory lock, hence one shard by default. With
+//! `--export-log-out`/`--export-otel-out` configured, [`TraceWriter::spawn`] always uses one
+//! shard, so exporter lines stay in decision order (several shards could interleave them).
 
 use super::decide::RecordBody;
 use serde_json::{Value, json};
@@ -78,6 +79,9 @@ pub enum SubmitError {
 /// How long a request waits for queue capacity before it is refused.
 pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a writer that just finished a batch waits for the next one before it parks.
+const LINGER: Duration = Duration::from_micros(250);
+
 /// Exporter destinations.
 #[derive(Debug, Clone, Default)]
 pub struct WriterConfig {
@@ -122,12 +126,21 @@ impl WriterThread {
     }
 }
 
-/// Default number of writer threads: the available cores, at least 1, at most 4.
+/// Overrides the number of trace writer threads (a number in 1..=16).
+pub const ENV_TRACE_WRITER_THREADS: &str = "GAIT_TRACE_WRITER_THREADS";
+
+/// Default number of writer threads: [`ENV_TRACE_WRITER_THREADS`] when set to a number in
+/// 1..=16, else 1. Measured on ext4: trace files of one directory serialize on the directory's
+/// lock, so a second thread mostly spins on it (2 threads: ~3x fewer traces/s than 1, and the
+/// spinning takes CPU from the proxy); signing is cheap enough (aws-lc, ~10 µs) for one thread.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(usize::from)
+    threads_from(std::env::var(ENV_TRACE_WRITER_THREADS).ok().as_deref())
+}
+
+fn threads_from(env: Option<&str>) -> usize {
+    env.and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=16).contains(n))
         .unwrap_or(1)
-        .clamp(1, 4)
 }
 
 impl TraceWriter {
@@ -339,7 +352,25 @@ fn run(
     let mut made = DirCache::default();
     let mut batch = Vec::with_capacity(64);
     let (mut log_buf, mut otel_buf) = (String::new(), String::new());
-    while let Some(first) = rx.blocking_recv() {
+    let mut busy = false;
+    loop {
+        // Under load the thread lingers instead of parking: a parked receiver makes every
+        // request's enqueue pay a futex wake and a context switch; a lingering one is never
+        // woken, it finds the next batch waiting. Idle, it parks as before.
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if busy => {
+                busy = false;
+                std::thread::sleep(LINGER);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        busy = true;
         batch.push(first);
         while batch.len() < 256 {
             match rx.try_recv() {
@@ -568,6 +599,17 @@ pub fn otel_line(x: &ExportFields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writer_thread_count_env_is_bounded() {
+        let auto = threads_from(None);
+        assert_eq!(auto, 1);
+        assert_eq!(threads_from(Some("1")), 1);
+        assert_eq!(threads_from(Some(" 8 ")), 8);
+        for bad in ["0", "17", "-1", "two", ""] {
+            assert_eq!(threads_from(Some(bad)), auto, "{bad:?}");
+        }
+    }
 
     #[test]
     fn orphan_temps_of_dead_writers_are_removed_and_live_ones_kept() {
