@@ -8,7 +8,7 @@ use super::TraceError;
 use super::record::{Signature, TraceRecord};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{SigningKey, Verifier as _, VerifyingKey};
 use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -326,6 +326,7 @@ pub fn verify_value(value: &Value, key: &VerifyingKey) -> Result<(), TraceError>
 mod tests {
     use super::*;
     use crate::intent::GoTime;
+    use ed25519_dalek::Signer as _;
 
     fn record() -> TraceRecord {
         TraceRecord {
