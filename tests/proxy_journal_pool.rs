@@ -1,6 +1,7 @@
 //! Session journals of `mcp serve` over real sockets: many MCP sessions share the journal
 //! writer pool's threads (no thread per session), every decided call is journaled, and
-//! deleting an MCP session closes its journal.
+//! deleting an MCP session closes its journal; a session id the upstream never issued gets a
+//! 404 and no journal.
 //!
 //! One test in its own binary, so no other test's threads disturb the count.
 
@@ -57,7 +58,7 @@ async fn session(client: &reqwest::Client, url: &str, i: i64, delete: bool) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_sessions_share_the_writer_pool_threads_and_delete_closes_journals() {
-    let (up, _calls, _up_stop) = start_upstream().await;
+    let (up, calls, _up_stop) = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = base_config(dir.path(), &up);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,6 +79,31 @@ async fn many_sessions_share_the_writer_pool_threads_and_delete_closes_journals(
         stop.clone().cancelled_owned(),
     ));
     let client = reqwest::Client::new();
+    // An invented (well-formed) session id: 404 + JSON-RPC "session not found", nothing
+    // forwarded, no journal created.
+    let calls_before = calls.get("echo");
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": "hi"}}});
+    let res = session_post(&client, &url, Some("invented-session-0001"), VERSION, &call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -32001);
+    assert_eq!(body["error"]["data"]["reason_code"], "session_unknown");
+    assert_eq!(
+        calls.get("echo"),
+        calls_before,
+        "the invented session's call was forwarded"
+    );
+    let journals_on_disk = || {
+        std::fs::read_dir(&sessions_dir)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(journals_on_disk(), 0, "an invented session made files");
     for i in 0..5 {
         session(&client, &url, i, true).await;
     }

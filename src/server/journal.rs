@@ -15,6 +15,12 @@
 //! journals beyond `max_open` or idle for `idle` on its own, and a session's journal is closed
 //! when its MCP session is deleted (`DELETE` with `Mcp-Session-Id`) or the server shuts down
 //! (everything enqueued is written first).
+//!
+//! Only sessions the upstream issued are journaled: the layer remembers every `Mcp-Session-Id`
+//! an upstream response carried (a bounded set); a `tools/call` with an id that is neither in
+//! it nor has a journal on disk (a session from before a restart) is answered 404 with a
+//! JSON-RPC error, as an MCP server answers an unknown session, and is not forwarded. So a
+//! client cannot make gait create journals for ids it invents.
 
 use super::decide::Decision;
 use super::error::{BoxResponse, ResBody, json_response};
@@ -39,6 +45,37 @@ use tower::{Layer, Service};
 /// JSON-RPC error code of a refused journal append (retry later).
 pub const SESSION_UNAVAILABLE: i64 = -32004;
 
+/// JSON-RPC error code of a call on a session no upstream issued (the MCP SDKs' "Session not
+/// found").
+pub const SESSION_UNKNOWN: i64 = -32001;
+
+/// Most issued session ids remembered; beyond, the oldest is forgotten (its journal on disk,
+/// if it made calls, still admits it).
+const MAX_ISSUED: usize = 65_536;
+
+/// Session ids the upstreams issued, oldest first (bounded).
+#[derive(Debug, Default)]
+struct Issued {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Issued {
+    fn insert(&mut self, sid: &str, cap: usize) {
+        if self.set.contains(sid) {
+            return;
+        }
+        while self.order.len() >= cap.max(1) {
+            match self.order.pop_front() {
+                Some(old) => self.set.remove(&old),
+                None => break,
+            };
+        }
+        self.set.insert(sid.to_string());
+        self.order.push_back(sid.to_string());
+    }
+}
+
 /// The open journal writers of one server.
 #[derive(Debug)]
 pub struct Journals {
@@ -49,6 +86,8 @@ pub struct Journals {
     /// `Err`: the pool's threads could not be started (every append is refused with it).
     pool: Result<JournalPool, String>,
     writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
+    issued: parking_lot::Mutex<Issued>,
+    max_issued: usize,
 }
 
 impl Journals {
@@ -80,7 +119,37 @@ impl Journals {
             options: Options::default(),
             pool: pool.map_err(|e| e.to_string()),
             writers: Mutex::new(HashMap::new()),
+            issued: parking_lot::Mutex::default(),
+            max_issued: MAX_ISSUED,
         }
+    }
+
+    /// Remember at most `n` issued session ids (tests).
+    pub fn with_max_issued(mut self, n: usize) -> Self {
+        self.max_issued = n.max(1);
+        self
+    }
+
+    /// Remember a session id an upstream issued.
+    pub fn note_issued(&self, session_id: &str) {
+        self.issued.lock().insert(session_id, self.max_issued);
+    }
+
+    /// True if `session_id` may be journaled: an upstream issued it while this server ran, or
+    /// it already has a journal on disk (a session from before a restart; it is remembered).
+    pub async fn is_known(&self, session_id: &str) -> bool {
+        if self.issued.lock().set.contains(session_id) {
+            return true;
+        }
+        let primary = naming::journal_path(&self.dir, session_id);
+        let alt = naming::journal_path_for_run(&self.dir, session_id, &Self::run_id(session_id));
+        for p in [primary, alt] {
+            if tokio::fs::try_exists(&p).await.unwrap_or(false) {
+                self.note_issued(session_id);
+                return true;
+            }
+        }
+        false
     }
 
     fn pool(&self) -> Result<&JournalPool, SessionError> {
@@ -246,6 +315,18 @@ fn refuse(id: &Value, e: &SessionError) -> Response<ResBody> {
     res
 }
 
+/// The answer to a session-bound call on a session no upstream issued: 404, as an MCP server
+/// answers an unknown session (the client starts a new one), with a JSON-RPC error.
+fn unknown_session(id: &Value) -> Response<ResBody> {
+    let body = jsonrpc::error(
+        id,
+        SESSION_UNKNOWN,
+        "gait: unknown MCP session (not issued by the upstream); initialize a new session",
+        Some(json!({"reason_code": "session_unknown", "retryable": false})),
+    );
+    json_response(StatusCode::NOT_FOUND, &body)
+}
+
 impl<S, B> Service<Request<B>> for JournalAppend<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>, Error = Infallible>
@@ -283,9 +364,14 @@ where
                 return res;
             }
             if let (Some(j), Some(sid), Some(GateOutcome::Mcp(o))) =
-                (journals, session, req.extensions().get::<GateOutcome>())
+                (&journals, session, req.extensions().get::<GateOutcome>())
                 && !o.initialize
+                && o.calls.iter().any(|c| c.result.is_ok())
             {
+                if !j.is_known(sid).await {
+                    let id = o.calls.first().map(|c| c.id.clone()).unwrap_or(Value::Null);
+                    return Ok(unknown_session(&id));
+                }
                 let paths = req.extensions().get::<CallTracePaths>();
                 for (i, c) in o.calls.iter().enumerate() {
                     let Ok(d) = &c.result else { continue };
@@ -299,7 +385,18 @@ where
                     }
                 }
             }
-            inner.call(req).await
+            let res = inner.call(req).await;
+            if let (Some(j), Ok(r)) = (&journals, &res)
+                && let Some(sid) = r
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+            {
+                j.note_issued(sid);
+            }
+            res
         })
     }
 }
@@ -345,5 +442,27 @@ mod tests {
         // s1 was dropped; reopening continues its journal.
         assert_eq!(j.append("s1", &d, String::new()).await.unwrap(), 2);
         assert_eq!(j.open_count().await, 2);
+    }
+
+    #[tokio::test]
+    async fn only_issued_or_on_disk_sessions_are_known_and_the_set_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journals::new(dir.path().to_path_buf(), 4, Duration::from_secs(3600))
+            .with_max_issued(2);
+        assert!(!j.is_known("invented").await);
+        // asking creates nothing on disk
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        j.note_issued("a");
+        j.note_issued("b");
+        assert!(j.is_known("a").await && j.is_known("b").await);
+        j.note_issued("c"); // forgets "a", the oldest
+        assert!(!j.is_known("a").await);
+        assert!(j.is_known("c").await);
+        // a session from before a restart: its journal is on disk
+        std::fs::write(naming::journal_path(dir.path(), "old"), "").unwrap();
+        assert!(j.is_known("old").await);
+        let alt = naming::journal_path_for_run(dir.path(), "old2", &Journals::run_id("old2"));
+        std::fs::write(alt, "").unwrap();
+        assert!(j.is_known("old2").await);
     }
 }
