@@ -132,6 +132,10 @@ def check_proxy(budgets, quick):
           f"+{dv['gait_added_p50_us_c1']} us vs budget <= {p['added_latency_c1_p50_us_max']} us")
     check("proxy_added_latency_c1_p99", dv["gait_added_p99_us_c1"] <= p["added_latency_c1_p99_us_max"],
           f"+{dv['gait_added_p99_us_c1']} us vs budget <= {p['added_latency_c1_p99_us_max']} us")
+    if "gait_nosession_ratio" in dv:
+        print(f"INFO gait without an MCP session (no journal fsync per call; reported, not budgeted): "
+              f"{dv['gait_nosession_ratio']:.2f}x direct, added p50/p99 at 1 conn "
+              f"+{dv['gait_nosession_added_p50_us_c1']}/+{dv['gait_nosession_added_p99_us_c1']} us", flush=True)
     errs = max(res["paths"]["gait"][c]["error_rate"] for c in ("c1", ck))
     check("proxy_error_rate", errs <= p["error_rate_max"], f"gait error rate {errs:.4f}")
     mem = res["memory"]

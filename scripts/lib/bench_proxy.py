@@ -182,6 +182,11 @@ def main(argv):
         g = h.start_gait("gait", gait_args, cwd=wd)
         paths["gait"] = g.url("/mcp")
     sessions = {k: session_for(u) for k, u in paths.items()}
+    if g is not None:
+        # Reported, not budgeted: the same gait without an MCP session, i.e. no session journal
+        # (no fsync wait per call), the configuration scripts/bench_proxy.sh measures.
+        paths["gait_nosession"] = paths["gait"]
+        sessions["gait_nosession"] = ""
     res = {"upstream": a.upstream, "seconds": seconds, "connections": a.connections,
            "cpus": os.cpu_count(), "paths": {}}
     for k, u in paths.items():  # short warm-up so pools and caches are filled
@@ -208,6 +213,11 @@ def main(argv):
         "gait_added_p99_us_c1": res["paths"]["gait"]["c1"]["lat_p99_us"] - d["c1"]["lat_p99_us"],
         "nginx_added_p50_us_c1": res["paths"]["nginx"]["c1"]["lat_p50_us"] - d["c1"]["lat_p50_us"],
         "nginx_added_p99_us_c1": res["paths"]["nginx"]["c1"]["lat_p99_us"] - d["c1"]["lat_p99_us"],
+        "gait_nosession_ratio": res["paths"]["gait_nosession"][ck]["rps"] / d[ck]["rps"],
+        "gait_nosession_added_p50_us_c1":
+            res["paths"]["gait_nosession"]["c1"]["lat_p50_us"] - d["c1"]["lat_p50_us"],
+        "gait_nosession_added_p99_us_c1":
+            res["paths"]["gait_nosession"]["c1"]["lat_p99_us"] - d["c1"]["lat_p99_us"],
     }
     with open(a.out, "w") as f:
         json.dump(res, f, indent=2)
@@ -222,7 +232,9 @@ def table(res):
     lines = [f"| path | req/s @{res['connections']} conns | ratio to direct | p50 @1 conn (µs) | p99 @1 conn (µs) "
              f"| added p50 / p99 @1 conn (µs) | p99 @{res['connections']} conns (µs) | errors |",
              "|---|---|---|---|---|---|---|---|"]
-    for k in ("direct", "nginx", "gait"):
+    for k in ("direct", "nginx", "gait", "gait_nosession"):
+        if k not in res["paths"]:
+            continue
         p = res["paths"][k]
         add = "—" if k == "direct" else (f"{p['c1']['lat_p50_us'] - d['c1']['lat_p50_us']} / "
                                          f"{p['c1']['lat_p99_us'] - d['c1']['lat_p99_us']}")
