@@ -338,8 +338,7 @@ pub async fn serve_with(
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = Arc::new(Semaphore::new(cfg.max_connections));
-    let protocols = Arc::new(Protocols::new(&cfg));
-    let svc = SharedStack(Arc::new(svc));
+    let protocols = Arc::new(Protocols::new(&cfg, tls, SharedStack(Arc::new(svc))));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -364,22 +363,14 @@ pub async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
-        let served = serve_connection(
+        tracker.spawn(serve_connection(
             stream,
             peer,
-            tls.clone(),
             protocols.clone(),
-            svc.clone(),
             graceful.watcher(),
-        );
-        let force = force.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                () = served => {}
-                () = force.cancelled() => {}
-            }
-        });
+            force.clone(),
+            permit,
+        ));
     }
     drop(listener);
     stop.cancel();
@@ -393,13 +384,13 @@ pub async fn serve_with(
     }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-    drop(svc);
+    drop(protocols);
     drop(writer);
     writer_thread.join().await;
     Ok(())
 }
 
-/// The connection builders of one server, shared by every connection.
+/// What every connection of one server shares: the builders, the TLS acceptor, the stack.
 struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
@@ -407,10 +398,12 @@ struct Protocols {
     auto: auto::Builder<TokioExecutor>,
     /// `timeouts.header_read`: first bytes (and the TLS handshake) must arrive by then.
     first_bytes: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    svc: SharedStack,
 }
 
 impl Protocols {
-    fn new(cfg: &ServeConfig) -> Self {
+    fn new(cfg: &ServeConfig, tls: Option<tokio_rustls::TlsAcceptor>, svc: SharedStack) -> Self {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -435,6 +428,8 @@ impl Protocols {
             http2,
             auto,
             first_bytes: cfg.timeouts.header_read,
+            tls,
+            svc,
         }
     }
 }
@@ -455,36 +450,54 @@ impl hyper::service::Service<http::Request<Incoming>> for SharedStack {
     }
 }
 
-/// Serve one accepted connection until it closes or graceful shutdown finishes it.
+/// Serve one accepted connection until it closes, graceful shutdown finishes it or `force` cuts
+/// it; the connection slot (`permit`) is held until then.
 ///
-/// Held for the whole life of every (mostly idle) keep-alive connection, so its size matters:
-/// the HTTP/2 and TLS paths are boxed, and the plain HTTP/1 path holds only hyper's connection.
+/// This future is what every (mostly idle) keep-alive connection holds, so its size matters:
+/// the inner future is built inside it (not captured, which would reserve its size twice), the
+/// HTTP/2 and TLS paths are boxed, and the plain HTTP/1 path holds only hyper's connection.
 fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    protocols: Arc<Protocols>,
-    svc: SharedStack,
+    shared: Arc<Protocols>,
     watcher: hyper_util::server::graceful::Watcher,
+    force: CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let p = &*protocols;
-        if let Some(acc) = tls {
-            return Box::pin(serve_tls(stream, peer, acc, p, svc, watcher)).await;
+        let _permit = permit;
+        tokio::select! {
+            () = serve_stream(stream, peer, &shared, watcher) => {}
+            () = force.cancelled() => {}
         }
-        match deadline::sniff(&stream, p.first_bytes).await {
-            Ok(Some(deadline::Proto::Http1)) => {
-                let conn = p.http1.serve_connection(TokioIo::new(stream), svc);
-                let _ = watcher.watch(conn).await;
-            }
-            Ok(Some(deadline::Proto::Http2)) => {
-                let conn = p.http2.serve_connection(TokioIo::new(stream), svc);
-                let _ = Box::pin(watcher.watch(conn)).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(client.addr = %peer, error = %e, "Connection closed before a request.");
-            }
+    }
+}
+
+async fn serve_stream(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    p: &Protocols,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    if let Some(acc) = &p.tls {
+        return Box::pin(serve_tls(stream, peer, acc.clone(), p, watcher)).await;
+    }
+    match deadline::sniff(&stream, p.first_bytes).await {
+        Ok(Some(deadline::Proto::Http1)) => {
+            let conn = p
+                .http1
+                .serve_connection(TokioIo::new(stream), p.svc.clone());
+            let _ = watcher.watch(conn).await;
+        }
+        Ok(Some(deadline::Proto::Http2)) => {
+            let conn = p
+                .http2
+                .serve_connection(TokioIo::new(stream), p.svc.clone());
+            let _ = Box::pin(watcher.watch(conn)).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(client.addr = %peer, error = %e, "Connection closed before a request.");
         }
     }
 }
@@ -494,7 +507,6 @@ async fn serve_tls(
     peer: std::net::SocketAddr,
     acc: tokio_rustls::TlsAcceptor,
     p: &Protocols,
-    svc: SharedStack,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let s = match tokio::time::timeout(p.first_bytes, acc.accept(stream)).await {
@@ -507,7 +519,7 @@ async fn serve_tls(
     };
     // the auto builder's protocol sniffing has no deadline of its own
     let s = deadline::FirstBytes::new(s, p.first_bytes);
-    let conn = p.auto.serve_connection(TokioIo::new(s), svc);
+    let conn = p.auto.serve_connection(TokioIo::new(s), p.svc.clone());
     let _ = watcher.watch(conn).await;
 }
 
@@ -758,13 +770,19 @@ mod tests {
             .unwrap();
         let (stream, peer) = l.accept().await.unwrap();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(1));
+        let shared = Protocols::new(
+            &ServeConfig::default(),
+            None,
+            SharedStack(Arc::new(trivial_stack())),
+        );
         let fut = serve_connection(
             stream,
             peer,
-            None,
-            Arc::new(Protocols::new(&ServeConfig::default())),
-            SharedStack(Arc::new(trivial_stack())),
+            Arc::new(shared),
             graceful.watcher(),
+            CancellationToken::new(),
+            slots.try_acquire_owned().unwrap(),
         );
         let size = std::mem::size_of_val(&fut);
         eprintln!("per-connection future: {size} bytes");
