@@ -456,20 +456,18 @@ impl hyper::service::Service<http::Request<Incoming>> for SharedStack {
 /// This future is what every (mostly idle) keep-alive connection holds, so its size matters:
 /// the inner future is built inside it (not captured, which would reserve its size twice), the
 /// HTTP/2 and TLS paths are boxed, and the plain HTTP/1 path holds only hyper's connection.
-fn serve_connection(
+async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     shared: Arc<Protocols>,
     watcher: hyper_util::server::graceful::Watcher,
     force: CancellationToken,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _permit = permit;
-        tokio::select! {
-            () = serve_stream(stream, peer, &shared, watcher) => {}
-            () = force.cancelled() => {}
-        }
+) {
+    let _permit = permit;
+    tokio::select! {
+        () = serve_stream(stream, peer, &shared, watcher) => {}
+        () = force.cancelled() => {}
     }
 }
 
