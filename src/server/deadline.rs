@@ -7,6 +7,12 @@
 //! connection slot forever. [`FirstBytes`] fails the read with `TimedOut` if the protocol is
 //! not known by the deadline.
 //!
+//! Plain TCP connections do not go through the auto builder: [`sniff`] peeks (without
+//! consuming) at the first bytes under the same deadline and the connection is then served by
+//! the HTTP/1 or HTTP/2 builder directly. Consuming the first bytes (as the auto builder does)
+//! hands hyper's HTTP/1 reader a short first read, which doubles its 8 KiB read buffer to
+//! 16 KiB for the life of every keep-alive connection.
+//!
 //! Invariant: the deadline only applies until the bytes read so far stop matching the h2c
 //! preface or the whole 24-byte preface arrived; after that it never fires (long responses
 //! with no client bytes are not cut).
@@ -17,9 +23,49 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol a plain connection speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    /// h2c with prior knowledge (the 24-byte connection preface).
+    Http2,
+}
+
+/// Wait at most `deadline` for the first bytes of `stream` to tell HTTP/1 from the h2c preface,
+/// without consuming them. `Ok(None)`: the peer closed without sending anything; `TimedOut`:
+/// no decision by the deadline (silence, or a prefix of the preface and then silence).
+pub async fn sniff(stream: &TcpStream, deadline: Duration) -> io::Result<Option<Proto>> {
+    let decide = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if !H2_PREFACE.starts_with(&buf[..n]) {
+                return Ok(Some(Proto::Http1));
+            }
+            if n == H2_PREFACE.len() {
+                return Ok(Some(Proto::Http2));
+            }
+            // A prefix of the preface (rare: a split first segment). Unread bytes keep the
+            // socket readable, so peek would return at once: wait a little between looks.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    match tokio::time::timeout(deadline, decide).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no request within the header read deadline",
+        )),
+    }
+}
 
 /// `io` with a deadline for its first bytes (see the module docs).
 #[derive(Debug)]
@@ -108,6 +154,68 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn sniff_tells_http1_from_h2c_without_consuming() {
+        let (server, mut client) = pair().await;
+        client.write_all(b"POST /mcp HTTP/1.1\r\n").await.unwrap();
+        let p = sniff(&server, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(p, Some(Proto::Http1));
+        // nothing was consumed: the server still reads the whole request line
+        let mut buf = [0u8; 20];
+        let mut server = server;
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"POST /mcp HTTP/1.1\r\n");
+
+        // the preface split over two writes is still h2c
+        let (server, mut client) = pair().await;
+        client.write_all(&H2_PREFACE[..9]).await.unwrap();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(&H2_PREFACE[9..]).await.unwrap();
+            client
+        });
+        let p = sniff(&server, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(p, Some(Proto::Http2));
+        drop(later.await.unwrap());
+
+        // "P" then "OST": HTTP/1 once the second byte stops matching
+        let (server, mut client) = pair().await;
+        client.write_all(b"P").await.unwrap();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(b"OST / HTTP/1.1\r\n").await.unwrap();
+            client
+        });
+        let p = sniff(&server, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(p, Some(Proto::Http1));
+        drop(later.await.unwrap());
+
+        // closed without a byte
+        let (server, client) = pair().await;
+        drop(client);
+        assert_eq!(sniff(&server, Duration::from_secs(10)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn sniff_times_out_on_silence_and_on_a_stalled_preface() {
+        let (server, _client) = pair().await;
+        let e = sniff(&server, Duration::from_millis(50)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+
+        let (server, mut client) = pair().await;
+        client.write_all(b"PRI * ").await.unwrap();
+        let e = sniff(&server, Duration::from_millis(50)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn silent_peer_times_out_and_http1_disarms() {

@@ -85,7 +85,6 @@ use error::ResBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
@@ -96,10 +95,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 
 /// The assembled service.
-pub type Stack = BoxCloneService<http::Request<Incoming>, http::Response<ResBody>, Infallible>;
+pub type Stack = BoxCloneSyncService<http::Request<Incoming>, http::Response<ResBody>, Infallible>;
 
 /// Startup / runtime failures of the server.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +273,7 @@ pub fn stack(
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));
-    Ok(BoxCloneService::new(svc))
+    Ok(BoxCloneSyncService::new(svc))
 }
 
 /// Run the server on `listener` until `shutdown` resolves, loading the policy with the default
@@ -339,18 +338,7 @@ pub async fn serve_with(
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = Arc::new(Semaphore::new(cfg.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.timeouts.header_read)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(cfg.timeouts.idle / 2)
-        .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols::new(&cfg, tls, SharedStack(Arc::new(svc))));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -375,42 +363,14 @@ pub async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(svc.clone());
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let force = force.clone();
-        let handshake = cfg.timeouts.header_read;
-        tracker.spawn(async move {
-            let _permit = permit;
-            let served = async move {
-                match tls {
-                    Some(acc) => {
-                        let s = match tokio::time::timeout(handshake, acc.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed.");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let s = deadline::FirstBytes::new(s, handshake);
-                        let conn = builder.serve_connection(TokioIo::new(s), svc).into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                    None => {
-                        // the auto builder's protocol sniffing has no deadline of its own
-                        let stream = deadline::FirstBytes::new(stream, handshake);
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                }
-            };
-            tokio::select! {
-                () = served => {}
-                () = force.cancelled() => {}
-            }
-        });
+        tracker.spawn(serve_connection(
+            stream,
+            peer,
+            protocols.clone(),
+            graceful.watcher(),
+            force.clone(),
+            permit,
+        ));
     }
     drop(listener);
     stop.cancel();
@@ -424,10 +384,141 @@ pub async fn serve_with(
     }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-    drop(svc);
+    drop(protocols);
     drop(writer);
     writer_thread.join().await;
     Ok(())
+}
+
+/// What every connection of one server shares: the builders, the TLS acceptor, the stack.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// TLS connections sniff the protocol inside the TLS stream.
+    auto: auto::Builder<TokioExecutor>,
+    /// `timeouts.header_read`: first bytes (and the TLS handshake) must arrive by then.
+    first_bytes: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    svc: SharedStack,
+}
+
+impl Protocols {
+    fn new(cfg: &ServeConfig, tls: Option<tokio_rustls::TlsAcceptor>, svc: SharedStack) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.timeouts.header_read)
+            .keep_alive(true);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(cfg.timeouts.idle / 2)
+            .keep_alive_timeout(Duration::from_secs(20));
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.timeouts.header_read)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(cfg.timeouts.idle / 2)
+            .keep_alive_timeout(Duration::from_secs(20));
+        Protocols {
+            http1,
+            http2,
+            auto,
+            first_bytes: cfg.timeouts.header_read,
+            tls,
+            svc,
+        }
+    }
+}
+
+/// The one tower stack behind every connection. hyper's `Service::call` takes `&self`, so each
+/// request clones the stack for its own use (as `TowerToHyperService` does); holding a clone per
+/// connection as well would only keep memory for every idle keep-alive connection.
+#[derive(Clone)]
+struct SharedStack(Arc<Stack>);
+
+impl hyper::service::Service<http::Request<Incoming>> for SharedStack {
+    type Response = http::Response<ResBody>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<Stack, http::Request<Incoming>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        tower::ServiceExt::oneshot(Stack::clone(&self.0), req)
+    }
+}
+
+/// Serve one accepted connection until it closes, graceful shutdown finishes it or `force` cuts
+/// it; the connection slot (`permit`) is held until then.
+///
+/// This future is what every (mostly idle) keep-alive connection holds, so its size matters:
+/// the inner future is built inside it (not captured, which would reserve its size twice), the
+/// HTTP/2 and TLS paths are boxed, and the plain HTTP/1 path holds only hyper's connection.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Protocols>,
+    watcher: hyper_util::server::graceful::Watcher,
+    force: CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    tokio::select! {
+        () = serve_stream(stream, peer, &shared, watcher) => {}
+        () = force.cancelled() => {}
+    }
+}
+
+async fn serve_stream(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    p: &Protocols,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    if let Some(acc) = &p.tls {
+        return Box::pin(serve_tls(stream, peer, acc.clone(), p, watcher)).await;
+    }
+    match deadline::sniff(&stream, p.first_bytes).await {
+        Ok(Some(deadline::Proto::Http1)) => {
+            let conn = p
+                .http1
+                .serve_connection(TokioIo::new(stream), p.svc.clone());
+            let _ = watcher.watch(conn).await;
+        }
+        Ok(Some(deadline::Proto::Http2)) => {
+            let conn = p
+                .http2
+                .serve_connection(TokioIo::new(stream), p.svc.clone());
+            let _ = Box::pin(watcher.watch(conn)).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(client.addr = %peer, error = %e, "Connection closed before a request.");
+        }
+    }
+}
+
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    acc: tokio_rustls::TlsAcceptor,
+    p: &Protocols,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let s = match tokio::time::timeout(p.first_bytes, acc.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed.");
+            return;
+        }
+        Err(_) => return,
+    };
+    // the auto builder's protocol sniffing has no deadline of its own
+    let s = deadline::FirstBytes::new(s, p.first_bytes);
+    let conn = p.auto.serve_connection(TokioIo::new(s), p.svc.clone());
+    let _ = watcher.watch(conn).await;
 }
 
 /// Poll the policy file (mtime + len) and reload on change or on `now`; a bad policy keeps the
@@ -655,4 +746,44 @@ fn spawn_signals(cancel: CancellationToken, reload: Arc<Notify>) -> tokio::task:
         tracing::info!("Shutdown signal received.");
         cancel.cancel();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trivial_stack() -> Stack {
+        BoxCloneSyncService::new(tower::service_fn(|_r: http::Request<Incoming>| async {
+            Ok::<_, Infallible>(http::Response::new(error::empty()))
+        }))
+    }
+
+    /// The state every idle keep-alive connection holds (the spawned future) stays small: the
+    /// TLS and HTTP/2 paths are boxed and the stack is shared, not cloned per connection.
+    #[tokio::test]
+    async fn per_connection_future_stays_small() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = l.accept().await.unwrap();
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(1));
+        let shared = Protocols::new(
+            &ServeConfig::default(),
+            None,
+            SharedStack(Arc::new(trivial_stack())),
+        );
+        let fut = serve_connection(
+            stream,
+            peer,
+            Arc::new(shared),
+            graceful.watcher(),
+            CancellationToken::new(),
+            slots.try_acquire_owned().unwrap(),
+        );
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("per-connection future: {size} bytes");
+        assert!(size <= 1536, "per-connection future is {size} bytes");
+    }
 }
