@@ -410,35 +410,38 @@ impl SessionLock {
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
             Err((_, e)) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
         };
-        let nonce = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let nonce = new_nonce();
         let body = lock_body(&nonce);
         let mut takeovers = 0;
         // Bounded: a stale lock is taken over at most a few times before we report "busy".
         for attempts in 1..=4u32 {
-            match create_lock_file(&paths.lock, &body, &nonce) {
-                Ok(()) => {
-                    return Ok(Some(SessionLock {
-                        lock_path: paths.lock.clone(),
-                        nonce,
-                        takeovers,
-                        attempts,
-                        _flock: flock,
-                    }));
+            match lock_file_step(paths, cfg, &body, &nonce)? {
+                LockStep::Created => {
+                    return Ok(Some(SessionLock::held(
+                        paths, nonce, takeovers, attempts, flock,
+                    )));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists || paths.lock.exists() => {
-                    match read_holder(&paths.lock, cfg, true) {
-                        Some(h) if h.stale => {
-                            takeovers += u32::from(take_over(&paths.lock, &h.content));
-                        }
-                        // Vanished between create and read: try again at once.
-                        None => {}
-                        Some(_) => return Ok(None),
-                    }
-                }
-                Err(e) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
+                LockStep::Retry { took_over } => takeovers += u32::from(took_over),
+                LockStep::Held(_) => return Ok(None),
             }
         }
         Ok(None)
+    }
+
+    fn held(
+        paths: &SessionPaths,
+        nonce: String,
+        takeovers: u32,
+        attempts: u32,
+        flock: Flock<File>,
+    ) -> SessionLock {
+        SessionLock {
+            lock_path: paths.lock.clone(),
+            nonce,
+            takeovers,
+            attempts,
+            _flock: flock,
+        }
     }
 
     /// The contention error for a caller that gave up after `waited` and `attempts` tries.
@@ -448,17 +451,13 @@ impl SessionLock {
         waited: Duration,
         attempts: u32,
     ) -> SessionError {
-        let holder = read_holder(&paths.lock, cfg, false);
-        SessionError::Contention(Box::new(LockContention {
-            path: paths.lock.display().to_string(),
-            waited: Duration::from_millis(waited.as_millis() as u64),
+        contention_error(
+            paths,
+            cfg,
+            waited,
             attempts,
-            timeout: cfg.timeout,
-            retry: cfg.retry,
-            profile: cfg.profile,
-            holder_pid: holder.as_ref().and_then(|h| h.pid),
-            holder_age: holder.and_then(|h| h.age),
-        }))
+            read_holder(&paths.lock, cfg, false),
+        )
     }
 
     /// Acquire both locks for the journal in `paths` (sessions.md §3.1, improved per §8).
@@ -468,16 +467,7 @@ impl SessionLock {
         super::fsx::ensure_parent(&paths.lock)
             .map_err(|e| SessionError::Lock(format!("prepare session lock directory: {e}")))?;
         let contention = |attempts: u32, holder: Option<LockHolder>| {
-            SessionError::Contention(Box::new(LockContention {
-                path: paths.lock.display().to_string(),
-                waited: Duration::from_millis(start.elapsed().as_millis() as u64),
-                attempts,
-                timeout: cfg.timeout,
-                retry: cfg.retry,
-                profile: cfg.profile,
-                holder_pid: holder.as_ref().and_then(|h| h.pid),
-                holder_age: holder.and_then(|h| h.age),
-            }))
+            contention_error(paths, cfg, start.elapsed(), attempts, holder)
         };
         let mut attempts: u32 = 1;
         let flock = match flock_until(&paths.flock, deadline) {
@@ -485,37 +475,29 @@ impl SessionLock {
             Ok(None) => return Err(contention(attempts, read_holder(&paths.lock, cfg, false))),
             Err(e) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
         };
-        let nonce = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let nonce = new_nonce();
         let body = lock_body(&nonce);
         let mut backoff = Duration::from_millis(1);
         let mut takeovers = 0;
         loop {
-            match create_lock_file(&paths.lock, &body, &nonce) {
-                Ok(()) => {
-                    return Ok(SessionLock {
-                        lock_path: paths.lock.clone(),
-                        nonce,
-                        takeovers,
-                        attempts,
-                        _flock: flock,
-                    });
+            match lock_file_step(paths, cfg, &body, &nonce)? {
+                LockStep::Created => {
+                    return Ok(SessionLock::held(paths, nonce, takeovers, attempts, flock));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists || paths.lock.exists() => {
-                    let holder = read_holder(&paths.lock, cfg, true);
-                    if let Some(h) = &holder
-                        && h.stale
-                    {
-                        if take_over(&paths.lock, &h.content) {
-                            takeovers += 1;
-                        }
-                        attempts += 1;
-                        continue;
-                    }
+                // a stale holder taken over, or the file vanished: try again at once
+                LockStep::Retry { took_over } => {
+                    takeovers += u32::from(took_over);
                     if Instant::now() >= deadline {
-                        return Err(contention(attempts, holder));
+                        return Err(contention(attempts, None));
+                    }
+                    attempts += 1;
+                    continue;
+                }
+                LockStep::Held(h) => {
+                    if Instant::now() >= deadline {
+                        return Err(contention(attempts, Some(h)));
                     }
                 }
-                Err(e) => return Err(SessionError::Lock(format!("acquire session lock: {e}"))),
             }
             let jitter = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
             let sleep = jitter.min(deadline.saturating_duration_since(Instant::now()));
@@ -524,4 +506,60 @@ impl SessionLock {
             attempts += 1;
         }
     }
+}
+
+fn new_nonce() -> String {
+    format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id())
+}
+
+/// What one try at creating `J.lock` found.
+enum LockStep {
+    Created,
+    /// A stale holder (taken over when `took_over`) or a file that vanished between the create
+    /// and the read: try again at once.
+    Retry {
+        took_over: bool,
+    },
+    /// A live holder.
+    Held(LockHolder),
+}
+
+fn lock_file_step(
+    paths: &SessionPaths,
+    cfg: &LockConfig,
+    body: &[u8],
+    nonce: &str,
+) -> Result<LockStep, SessionError> {
+    match create_lock_file(&paths.lock, body, nonce) {
+        Ok(()) => Ok(LockStep::Created),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists || paths.lock.exists() => {
+            Ok(match read_holder(&paths.lock, cfg, true) {
+                Some(h) if h.stale => LockStep::Retry {
+                    took_over: take_over(&paths.lock, &h.content),
+                },
+                None => LockStep::Retry { took_over: false },
+                Some(h) => LockStep::Held(h),
+            })
+        }
+        Err(e) => Err(SessionError::Lock(format!("acquire session lock: {e}"))),
+    }
+}
+
+fn contention_error(
+    paths: &SessionPaths,
+    cfg: &LockConfig,
+    waited: Duration,
+    attempts: u32,
+    holder: Option<LockHolder>,
+) -> SessionError {
+    SessionError::Contention(Box::new(LockContention {
+        path: paths.lock.display().to_string(),
+        waited: Duration::from_millis(waited.as_millis() as u64),
+        attempts,
+        timeout: cfg.timeout,
+        retry: cfg.retry,
+        profile: cfg.profile,
+        holder_pid: holder.as_ref().and_then(|h| h.pid),
+        holder_age: holder.and_then(|h| h.age),
+    }))
 }
