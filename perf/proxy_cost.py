@@ -35,29 +35,8 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TD = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 
-POLICY = """\
-schema_id: gait.gate.policy
-schema_version: 1.0.0
-default_verdict: block
-rules:
-  - name: block-delete
-    priority: 5
-    effect: block
-    match: {tool_names: [delete_file]}
-    reason_codes: [destructive_tool_blocked]
-  - name: approve-write
-    priority: 6
-    effect: require_approval
-    match: {tool_names: [write_file]}
-  - name: dry-run-deploy
-    priority: 7
-    effect: dry_run
-    match: {tool_names: [plan_deploy]}
-  - name: allow-demo-tools
-    priority: 20
-    effect: allow
-    match: {tool_names: [echo, add, sleep_ms, hang, progress, die_mid_stream]}
-"""
+sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
+from harness import STD_POLICY as POLICY  # noqa: E402  (the policy every harness uses)
 
 BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                    "params": {"name": "echo", "arguments": {"text": "hello"}}}).encode()

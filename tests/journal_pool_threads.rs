@@ -3,20 +3,11 @@
 //!
 //! One test in its own binary, so no other test's threads disturb the count.
 
+mod support_threads;
+
 use gait::session::{AppendInput, JournalPool, JournalWriterConfig, PoolConfig, read_journal};
 use std::time::Duration;
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|c| c.starts_with(prefix))
-        .count()
-}
+use support_threads::{named, threads};
 
 #[test]
 fn thread_count_is_flat_across_500_open_sessions() {

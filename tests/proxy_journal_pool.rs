@@ -6,6 +6,7 @@
 //! One test in its own binary, so no other test's threads disturb the count.
 
 mod support_proxy;
+mod support_threads;
 
 use gait::server::journal::Journals;
 use gait::server::{Runtime, default_loader, serve_with};
@@ -13,22 +14,11 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use support_proxy::*;
+use support_threads::{named, threads};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const VERSION: &str = "2025-06-18";
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|c| c.starts_with(prefix))
-        .count()
-}
 
 /// One session: initialize, one allowed tools/call (journaled), optionally DELETE.
 async fn session(client: &reqwest::Client, url: &str, i: i64, delete: bool) -> String {
