@@ -58,6 +58,13 @@ pub struct McpServeArgs {
     /// Directory for signed traces (default ./gait-out/mcp-serve/traces).
     #[arg(long)]
     pub trace_dir: Option<PathBuf>,
+    /// Proxy-path traces: `files` (one pretty-JSON file per decision, Go's format; default) or
+    /// `segments` (signed records appended as JSON lines to rotating `trace_seg_*.jsonl` files).
+    #[arg(long)]
+    pub trace_sink: Option<String>,
+    /// Records per trace segment before the next one starts (default 16384).
+    #[arg(long)]
+    pub trace_segment_records: Option<u64>,
     #[arg(long)]
     pub runpack_dir: Option<PathBuf>,
     #[arg(long)]
@@ -232,6 +239,12 @@ impl McpServeArgs {
             cfg.allowed_origins = self.allowed_origin.clone();
         }
         set(&mut cfg.trace_dir, &self.trace_dir);
+        if let Some(v) = &self.trace_sink {
+            cfg.trace_sink = v.parse()?;
+        }
+        if let Some(v) = self.trace_segment_records {
+            cfg.trace_segment_records = v;
+        }
         set_opt(&mut cfg.runpack_dir, &self.runpack_dir);
         set_opt(&mut cfg.pack_dir, &self.pack_dir);
         set(&mut cfg.session_dir, &self.session_dir);

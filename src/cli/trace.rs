@@ -1,7 +1,9 @@
-//! `gait trace verify`: check the Ed25519 signature of a TraceRecord file (gate.md §5.3).
+//! `gait trace verify`: check the Ed25519 signature of a TraceRecord file (gate.md §5.3), or
+//! of every record of a trace segment (`*.jsonl`, `mcp serve --trace-sink segments`).
 //!
-//! Exit 0 when the signature verifies, 2 when it does not (tampered, unsigned, other key),
-//! 6 when the key source or the file is unusable.
+//! Exit 0 when the signature verifies (for a segment: every complete line; a torn last line
+//! left by a crash is reported, not failed), 2 when it does not (tampered, unsigned, other
+//! key), 6 when the key source or the file is unusable.
 
 use super::Ctx;
 use crate::exit::{self, Category};
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct TraceVerifyArgs {
-    /// The trace JSON file.
+    /// The trace JSON file, or a trace segment (`*.jsonl`).
     pub path: PathBuf,
     /// Public key file (std base64 of 32 bytes).
     #[arg(long)]
@@ -61,6 +63,9 @@ pub fn run_verify(args: TraceVerifyArgs, ctx: &Ctx) -> u8 {
         Ok(k) => k,
         Err(e) => return super::output::fail(args.json, &e.to_string(), e.category(), ctx),
     };
+    if crate::trace::segment::is_segment(&args.path) {
+        return verify_segment(&args, &key, ctx);
+    }
     let value = match file::read_bounded(&args.path, file::MAX_JSON_INPUT_BYTES)
         .and_then(|b| file::parse_json_bounded(&b))
     {
@@ -114,4 +119,64 @@ pub fn run_verify(args: TraceVerifyArgs, ctx: &Ctx) -> u8 {
         Ok(()) => exit::OK,
         Err(e) => e.category().exit_code(),
     }
+}
+
+fn verify_segment(args: &TraceVerifyArgs, key: &ed25519_dalek::VerifyingKey, ctx: &Ctx) -> u8 {
+    let rep = match crate::trace::segment::verify_segment(&args.path, key) {
+        Ok(r) => r,
+        Err(e) => return super::output::fail(args.json, &e.to_string(), e.category(), ctx),
+    };
+    let path = args.path.display().to_string();
+    let category = (!rep.ok()).then_some(Category::VerificationFailed);
+    if args.json {
+        let mut obj = Map::new();
+        obj.insert("ok".into(), Value::Bool(rep.ok()));
+        obj.insert("path".into(), path.into());
+        obj.insert("format".into(), "segment".into());
+        obj.insert("key_id".into(), crate::trace::key_id_of(key).into());
+        obj.insert("records".into(), rep.records.into());
+        obj.insert("verified".into(), rep.verified.into());
+        obj.insert("failed".into(), rep.failed.into());
+        obj.insert("torn_tail_bytes".into(), rep.torn_tail_bytes.into());
+        obj.insert(
+            "verdicts".into(),
+            Value::Object(
+                rep.verdicts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), (*v).into()))
+                    .collect(),
+            ),
+        );
+        obj.insert(
+            "signature_status".into(),
+            if rep.ok() { "verified" } else { "failed" }.into(),
+        );
+        if let Some(f) = &rep.first_failure {
+            obj.insert(
+                "first_failure".into(),
+                serde_json::json!({"line": f.line, "trace_id": f.trace_id, "error": f.error}),
+            );
+            obj.insert(
+                "error".into(),
+                format!("line {}: {}", f.line, f.error).into(),
+            );
+        }
+        super::output::print_json(obj, category, ctx);
+    } else if let Some(f) = &rep.first_failure {
+        eprintln!(
+            "trace segment verification failed: {path}: {} of {} records failed; first at line {} (trace_id={}): {}",
+            rep.failed, rep.records, f.line, f.trace_id, f.error
+        );
+    } else {
+        println!(
+            "trace segment verified: {path} ({} records{})",
+            rep.records,
+            if rep.torn_tail_bytes > 0 {
+                format!(", torn last line of {} bytes ignored", rep.torn_tail_bytes)
+            } else {
+                String::new()
+            }
+        );
+    }
+    category.map_or(exit::OK, Category::exit_code)
 }

@@ -243,6 +243,11 @@ pub struct McpServeSection {
     pub allowed_origins: Vec<String>,
     #[serde(deserialize_with = "trimmed_string")]
     pub trace_dir: String,
+    /// `files` (default) or `segments` (ours).
+    #[serde(deserialize_with = "trimmed_string")]
+    pub trace_sink: String,
+    /// Records per trace segment (ours).
+    pub trace_segment_records: u64,
     pub runpack_dir: Option<String>,
     pub pack_dir: Option<String>,
     #[serde(deserialize_with = "trimmed_string")]
@@ -266,6 +271,8 @@ impl Default for McpServeSection {
             upstream_ca: None,
             allowed_origins: Vec::new(),
             trace_dir: "./gait-out/mcp-serve/traces".into(),
+            trace_sink: "files".into(),
+            trace_segment_records: crate::server::config::DEFAULT_TRACE_SEGMENT_RECORDS,
             runpack_dir: None,
             pack_dir: None,
             session_dir: "./gait-out/mcp-serve/sessions".into(),
@@ -861,6 +868,15 @@ impl ProjectConfig {
         if set("mcp_serve.trace_dir") {
             cfg.trace_dir = PathBuf::from(&m.trace_dir);
         }
+        if set("mcp_serve.trace_sink") {
+            cfg.trace_sink = m
+                .trace_sink
+                .parse()
+                .map_err(|e: sc::ConfigError| inv("mcp_serve.trace_sink", e.to_string()))?;
+        }
+        if set("mcp_serve.trace_segment_records") {
+            cfg.trace_segment_records = m.trace_segment_records;
+        }
         if set("mcp_serve.session_dir") {
             cfg.session_dir = PathBuf::from(&m.session_dir);
         }
@@ -902,7 +918,7 @@ impl ProjectConfig {
 /// Record the source `flag` for every serve flag that was given (call after
 /// `McpServeArgs::apply`), so a startup report can say where each value came from.
 pub fn mark_serve_flags(args: &crate::cli::mcp_serve::McpServeArgs, sources: &mut Sources) {
-    let pairs: [(&str, bool); 17] = [
+    let pairs: [(&str, bool); 19] = [
         ("gate.policy", args.policy.is_some()),
         ("gate.profile", args.profile.is_some()),
         ("gate.key_mode", args.key_mode.is_some()),
@@ -926,6 +942,11 @@ pub fn mark_serve_flags(args: &crate::cli::mcp_serve::McpServeArgs, sources: &mu
         ),
         ("mcp_serve.upstreams", !args.upstream.is_empty()),
         ("mcp_serve.trace_dir", args.trace_dir.is_some()),
+        ("mcp_serve.trace_sink", args.trace_sink.is_some()),
+        (
+            "mcp_serve.trace_segment_records",
+            args.trace_segment_records.is_some(),
+        ),
         ("mcp_serve.session_dir", args.session_dir.is_some()),
         ("mcp_serve.runpack_dir", args.runpack_dir.is_some()),
         ("mcp_serve.pack_dir", args.pack_dir.is_some()),

@@ -2,7 +2,8 @@
 //! max age and max count, on an interval.
 //!
 //! Matching follows the Go server (ops.md §4): non-recursive, in each class's own directory,
-//! on lowercased file names — trace `*.json` containing `trace`; runpack `*.zip` starting
+//! on lowercased file names — trace `*.json` (and trace segments `*.jsonl`) containing
+//! `trace`; runpack `*.zip` starting
 //! `runpack_` or containing `_cp_`; pack `*.zip` starting `pack_`; session `*.json`, `*.jsonl`,
 //! `*.state`. Newest first by mtime (ties: path descending); the first `max_count` are kept;
 //! anything older than `max_age` or beyond the count is deleted.
@@ -51,7 +52,7 @@ impl Class {
             return false;
         }
         match self {
-            Class::Trace => n.ends_with(".json") && n.contains("trace"),
+            Class::Trace => (n.ends_with(".json") || n.ends_with(".jsonl")) && n.contains("trace"),
             Class::Runpack => {
                 n.ends_with(".zip") && (n.starts_with("runpack_") || n.contains("_cp_"))
             }
@@ -296,6 +297,34 @@ fn flock_is_held(flock: &Path) -> bool {
     }
 }
 
+/// Trace segments a live `mcp serve` may still append to: for each process (start stamp and
+/// pid in `trace_seg_<stamp>_p<pid>_<n>.jsonl`) whose pid is alive on this host, its
+/// highest-numbered segment. Deleting it would make the writer append to an unlinked file.
+fn open_trace_segments<'a>(names: impl Iterator<Item = &'a str>) -> HashSet<String> {
+    let mut newest: std::collections::HashMap<&str, (u64, &str)> = Default::default();
+    for name in names {
+        let Some((writer, n, pid)) = name
+            .strip_prefix("trace_seg_")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|r| r.rsplit_once('_'))
+            .and_then(|(w, n)| {
+                let pid = w.rsplit_once("_p")?.1.parse::<i64>().ok()?;
+                Some((w, n.parse::<u64>().ok()?, pid))
+            })
+        else {
+            continue;
+        };
+        if crate::session::lock::pid_is_dead(pid) {
+            continue;
+        }
+        let e = newest.entry(writer).or_insert((n, name));
+        if n >= e.0 {
+            *e = (n, name);
+        }
+    }
+    newest.into_values().map(|(_, n)| n.to_string()).collect()
+}
+
 /// Session files protected by a live writer: the journal, its state and its chain.
 fn live_session_files(dir: &Path, stale_after: Duration) -> HashSet<String> {
     let mut out = HashSet::new();
@@ -365,7 +394,7 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
     });
     for cp in order {
         let mut summary = ClassSummary::default();
-        let protected_refs = match cp.class {
+        let mut protected_refs = match cp.class {
             Class::Runpack => policy
                 .session_dir
                 .as_deref()
@@ -410,6 +439,9 @@ pub fn sweep(policy: &RetentionPolicy, now: SystemTime) -> RetentionReport {
             });
         }
         cands.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| b.path.cmp(&a.path)));
+        if cp.class == Class::Trace {
+            protected_refs = open_trace_segments(cands.iter().map(|c| c.name.as_str()));
+        }
         summary.scanned = cands.len() as u64;
         report.scanned_files += summary.scanned;
         for (i, c) in cands.iter().enumerate() {

@@ -33,6 +33,7 @@ fn matcher_follows_go() {
     assert!(Class::Trace.matches("trace_run_1.json"));
     assert!(Class::Trace.matches("My_TRACE.JSON"));
     assert!(!Class::Trace.matches("run.json"));
+    assert!(Class::Trace.matches("trace_seg_20261127T000000.000000000_p1_000000.jsonl"));
     assert!(Class::Runpack.matches("runpack_abc.zip"));
     assert!(Class::Runpack.matches("sess_cp_000004.zip"));
     assert!(!Class::Runpack.matches("runpack_abc.json"));
@@ -71,6 +72,44 @@ fn age_and_count_pruning() {
     );
     assert_eq!(r.deleted.len(), 2);
     assert_eq!(r.kept.len(), 2);
+}
+
+#[test]
+fn trace_segments_are_pruned_but_a_live_writers_open_segment_is_kept() {
+    let now = SystemTime::now();
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    // this process "writes" segments 0..=2; segment 2 is its open one
+    for (n, age) in [(0, 3 * H), (1, 2 * H), (2, 2 * H)] {
+        touch(
+            dir.path(),
+            &format!("trace_seg_20261127T000000.000000000_p{me}_{n:06}.jsonl"),
+            age,
+            now,
+        );
+    }
+    // a writer that is gone (pid far above pid_max): nothing of it is protected
+    touch(
+        dir.path(),
+        "trace_seg_20261126T000000.000000000_p999999999_000007.jsonl",
+        2 * H,
+        now,
+    );
+    touch(dir.path(), "trace_new.json", 10, now);
+    let p = RetentionPolicy {
+        classes: vec![policy(Class::Trace, dir.path(), Some(H), None)],
+        ..Default::default()
+    };
+    let r = sweep(&p, now);
+    assert_eq!(
+        names(dir.path()),
+        [
+            format!("trace_new.json"),
+            format!("trace_seg_20261127T000000.000000000_p{me}_000002.jsonl")
+        ]
+    );
+    let s = r.summary(Class::Trace).unwrap();
+    assert_eq!((s.scanned, s.removed_age, s.protected), (5, 3, 1));
 }
 
 #[test]

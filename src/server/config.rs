@@ -51,6 +51,44 @@ impl AuthMode {
     }
 }
 
+/// `--trace-sink`: where the proxy path's signed traces go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceSink {
+    /// One pretty-JSON file per decision, `trace_<run>_<ts>.json` (Go's format; default).
+    #[default]
+    Files,
+    /// Signed TraceRecords appended as JSON lines to rotating segment files
+    /// (`trace_seg_<start>_p<pid>_<n>.jsonl`); one `write` per writer batch instead of one file
+    /// creation per decision. Evaluate-API decisions keep their trace files.
+    Segments,
+}
+
+impl FromStr for TraceSink {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "files" | "" => Ok(TraceSink::Files),
+            "segments" => Ok(TraceSink::Segments),
+            other => Err(ConfigError::Invalid {
+                key: "trace_sink",
+                message: format!("unsupported trace sink {other:?} (expected files|segments)"),
+            }),
+        }
+    }
+}
+
+impl TraceSink {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceSink::Files => "files",
+            TraceSink::Segments => "segments",
+        }
+    }
+}
+
+/// Default records per trace segment before the next segment starts.
+pub const DEFAULT_TRACE_SEGMENT_RECORDS: u64 = 16_384;
+
 /// `--http-verdict-status`: how a non-allow verdict maps to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VerdictStatusMode {
@@ -237,6 +275,10 @@ pub struct ServeConfig {
     /// always allowed.
     pub allowed_origins: Vec<String>,
     pub trace_dir: PathBuf,
+    /// Proxy-path trace layout (files or segments).
+    pub trace_sink: TraceSink,
+    /// Records per segment (`--trace-sink segments`), at least 1.
+    pub trace_segment_records: u64,
     pub runpack_dir: Option<PathBuf>,
     pub pack_dir: Option<PathBuf>,
     pub session_dir: PathBuf,
@@ -288,6 +330,8 @@ impl Default for ServeConfig {
             allow_client_artifact_paths: false,
             allowed_origins: Vec::new(),
             trace_dir: PathBuf::from("./gait-out/mcp-serve/traces"),
+            trace_sink: TraceSink::Files,
+            trace_segment_records: DEFAULT_TRACE_SEGMENT_RECORDS,
             runpack_dir: None,
             pack_dir: None,
             session_dir: PathBuf::from("./gait-out/mcp-serve/sessions"),
@@ -361,6 +405,12 @@ impl ServeConfig {
             return Err(ConfigError::Invalid {
                 key: "max_connections",
                 message: "limits must be > 0".into(),
+            });
+        }
+        if self.trace_segment_records == 0 {
+            return Err(ConfigError::Invalid {
+                key: "trace_segment_records",
+                message: "must be > 0".into(),
             });
         }
         if self.key_mode == KeyMode::Dev

@@ -16,7 +16,14 @@ use std::sync::Arc;
 /// A trace record the writer thread can serialize (pretty JSON), so the request path never
 /// serializes it and typed records keep their own key order.
 pub trait RecordBody: Send + Sync + std::fmt::Debug + 'static {
-    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>>;
+    /// The signed record as JSON: pretty (2-space indent, the trace-file format) or compact
+    /// (one line of a trace segment).
+    fn to_json(&self, pretty: bool) -> serde_json::Result<Vec<u8>>;
+
+    /// The trace-file format (pretty JSON).
+    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
+        self.to_json(true)
+    }
 
     /// A copy recording `verdict` instead (the gate's rate-limit block after an allow);
     /// `None` when this record type cannot be changed.
@@ -26,8 +33,12 @@ pub trait RecordBody: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl RecordBody for Value {
-    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self)
+    fn to_json(&self, pretty: bool) -> serde_json::Result<Vec<u8>> {
+        if pretty {
+            serde_json::to_vec_pretty(self)
+        } else {
+            serde_json::to_vec(self)
+        }
     }
 }
 

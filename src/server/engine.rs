@@ -31,13 +31,17 @@ pub struct DeferredSigned {
 }
 
 impl RecordBody for DeferredSigned {
-    fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
+    fn to_json(&self, pretty: bool) -> serde_json::Result<Vec<u8>> {
         use serde::ser::Error as _;
         let mut r = self.record.clone();
         self.signer
             .sign_record(&mut r)
             .map_err(|e| serde_json::Error::custom(e.to_string()))?;
-        serde_json::to_vec_pretty(&r)
+        if pretty {
+            serde_json::to_vec_pretty(&r)
+        } else {
+            serde_json::to_vec(&r)
+        }
     }
 
     fn with_verdict(&self, verdict: crate::verdict::Verdict) -> Option<Arc<dyn RecordBody>> {

@@ -261,12 +261,17 @@ pub fn stack(
                 cfg.trace_dir.clone(),
                 cfg.export_log_out.is_some() || cfg.export_otel_out.is_some(),
             )
-            .fail_closed(cfg.trace_fail_closed().then_some(
-                match cfg.http_verdict_status {
-                    config::VerdictStatusMode::Strict => http::StatusCode::SERVICE_UNAVAILABLE,
-                    config::VerdictStatusMode::Compat => http::StatusCode::OK,
-                },
-            )),
+            .fail_closed(
+                cfg.trace_fail_closed()
+                    .then_some(match cfg.http_verdict_status {
+                        config::VerdictStatusMode::Strict => http::StatusCode::SERVICE_UNAVAILABLE,
+                        config::VerdictStatusMode::Compat => http::StatusCode::OK,
+                    }),
+            )
+            .segments(
+                (cfg.trace_sink == config::TraceSink::Segments)
+                    .then_some(cfg.trace_segment_records),
+            ),
         )
         // journal every decided call of an MCP session before it goes on (durable first)
         .layer(journal::JournalLayer::new(rt.journals.clone()))
@@ -303,6 +308,7 @@ pub async fn serve_with(
         writer::WriterConfig {
             export_log_out: cfg.export_log_out.clone(),
             export_otel_out: cfg.export_otel_out.clone(),
+            segments: cfg.trace_sink == config::TraceSink::Segments,
         },
         cfg.trace_queue,
     )?;

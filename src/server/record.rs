@@ -39,6 +39,52 @@ pub struct TraceLayer {
     dir: Arc<Path>,
     exports: bool,
     fail_closed: Option<StatusCode>,
+    segments: Option<Arc<Segments>>,
+}
+
+/// Names the trace segment of each proxy-path decision (`--trace-sink segments`): decision
+/// `n` of this process goes to segment `n / per`, `<dir>/trace_seg_<process start, UTC
+/// 20060102T150405.000000000>_p<pid>_<segment, 6 digits>.jsonl`. Chosen on the request path,
+/// so the journal and exporters name the file the writer really appends to.
+#[derive(Debug)]
+pub struct Segments {
+    dir: PathBuf,
+    stamp: String,
+    per: u64,
+    seq: std::sync::atomic::AtomicU64,
+    current: parking_lot::Mutex<(u64, PathBuf)>,
+}
+
+impl Segments {
+    pub fn new(dir: PathBuf, per: u64) -> Segments {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9f").to_string();
+        let per = per.max(1);
+        let first = Self::name(&dir, &stamp, 0);
+        Segments {
+            dir,
+            stamp,
+            per,
+            seq: Default::default(),
+            current: parking_lot::Mutex::new((0, first)),
+        }
+    }
+
+    fn name(dir: &Path, stamp: &str, n: u64) -> PathBuf {
+        dir.join(format!(
+            "trace_seg_{stamp}_p{}_{n:06}.jsonl",
+            std::process::id()
+        ))
+    }
+
+    /// The segment of the next decision.
+    pub fn next(&self) -> PathBuf {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) / self.per;
+        let mut cur = self.current.lock();
+        if cur.0 != n {
+            *cur = (n, Self::name(&self.dir, &self.stamp, n));
+        }
+        cur.1.clone()
+    }
 }
 
 impl TraceLayer {
@@ -49,7 +95,14 @@ impl TraceLayer {
             dir: dir.into(),
             exports,
             fail_closed: None,
+            segments: None,
         }
+    }
+
+    /// Proxy-path decisions go to trace segments (evaluate-API decisions keep their files).
+    pub fn segments(mut self, per: Option<u64>) -> Self {
+        self.segments = per.map(|n| Arc::new(Segments::new(self.dir.to_path_buf(), n)));
+        self
     }
 
     /// Fail-closed recording: allowed decisions wait for a durable trace; a failed write is
@@ -69,6 +122,7 @@ impl<S> Layer<S> for TraceLayer {
             dir: self.dir.clone(),
             exports: self.exports,
             fail_closed: self.fail_closed,
+            segments: self.segments.clone(),
         }
     }
 }
@@ -80,6 +134,7 @@ pub struct TraceRecorder<S> {
     dir: Arc<Path>,
     exports: bool,
     fail_closed: Option<StatusCode>,
+    segments: Option<Arc<Segments>>,
 }
 
 /// Go's `normalizeRunID`: `[^A-Za-z0-9_-]+` → `_`, trim `_`, prefix `run_` unless present.
@@ -139,7 +194,7 @@ pub fn trace_file(dir: &Path, run_id: &str) -> PathBuf {
 
 /// The job for one decision; the signed record is moved out of the decision (nothing inward
 /// needs it), so no deep copy is made on the request path.
-fn job(d: &mut Decision, path: PathBuf, exports: bool) -> TraceJob {
+fn job(d: &mut Decision, path: PathBuf, segment: bool, exports: bool) -> TraceJob {
     TraceJob {
         export: exports.then(|| ExportFields {
             run_id: d.run_id.clone(),
@@ -154,6 +209,7 @@ fn job(d: &mut Decision, path: PathBuf, exports: bool) -> TraceJob {
         }),
         record: d.trace.take(),
         path: Some(path),
+        segment,
     }
 }
 
@@ -181,6 +237,7 @@ where
         let dir = self.dir.clone();
         let exports = self.exports;
         let fail_closed = self.fail_closed;
+        let segments = self.segments.clone();
         Box::pin(async move {
             // (job, allowed: must be durable before going inward in fail-closed mode)
             let mut jobs = Vec::new();
@@ -195,11 +252,15 @@ where
                     let mut paths = Vec::with_capacity(o.calls.len());
                     for c in &mut o.calls {
                         if let Ok(d) = &mut c.result {
-                            let path = trace_file(&dir, &d.run_id);
+                            let path = match &segments {
+                                Some(s) => s.next(),
+                                None => trace_file(&dir, &d.run_id),
+                            };
                             paths.push(Some(path.clone()));
                             let allowed = d.verdict == Verdict::Allow;
                             let info = (d.trace_id.clone(), d.tool_name.clone());
-                            jobs.push((job(d, path, exports), allowed, info));
+                            let seg = segments.is_some();
+                            jobs.push((job(d, path, seg, exports), allowed, info));
                         } else {
                             paths.push(None);
                         }
@@ -215,7 +276,11 @@ where
                         .unwrap_or_else(|| trace_file(&dir, &o.decision.run_id));
                     let allowed = o.decision.verdict == Verdict::Allow;
                     let info = (o.decision.trace_id.clone(), o.decision.tool_name.clone());
-                    jobs.push((job(&mut o.decision, path.clone(), exports), allowed, info));
+                    jobs.push((
+                        job(&mut o.decision, path.clone(), false, exports),
+                        allowed,
+                        info,
+                    ));
                     eval_path = Some(path);
                 }
                 None => {}

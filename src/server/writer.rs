@@ -39,8 +39,11 @@ pub struct ExportFields {
 /// One unit of work.
 #[derive(Debug, Clone)]
 pub struct TraceJob {
-    /// Where to write `record` (pretty JSON + newline).
+    /// Where to write `record`: a trace file (pretty JSON + newline), or, with `segment`, the
+    /// trace segment to append one compact line to.
     pub path: Option<PathBuf>,
+    /// `path` is a trace segment (`--trace-sink segments`): append, don't create a file.
+    pub segment: bool,
     pub record: Option<Arc<dyn RecordBody>>,
     pub export: Option<ExportFields>,
 }
@@ -87,6 +90,8 @@ const LINGER: Duration = Duration::from_micros(250);
 pub struct WriterConfig {
     pub export_log_out: Option<PathBuf>,
     pub export_otel_out: Option<PathBuf>,
+    /// Segment jobs will be sent (`--trace-sink segments`): use one writer thread.
+    pub segments: bool,
 }
 
 /// Handle to the writer threads (cheap to clone).
@@ -151,11 +156,13 @@ impl TraceWriter {
         capacity: usize,
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
         // Exporter logs keep decision order only with one shard: shards would interleave them.
-        let threads = if cfg.export_log_out.is_some() || cfg.export_otel_out.is_some() {
-            1
-        } else {
-            default_threads()
-        };
+        // Segments: one appender per file, so a failed write can be cut back to a line end.
+        let threads =
+            if cfg.export_log_out.is_some() || cfg.export_otel_out.is_some() || cfg.segments {
+                1
+            } else {
+                default_threads()
+            };
         Self::spawn_threads(cfg, capacity, threads)
     }
 
@@ -353,6 +360,8 @@ fn run(
     let mut batch = Vec::with_capacity(64);
     let (mut log_buf, mut otel_buf) = (String::new(), String::new());
     let mut busy = false;
+    let mut seg: Option<Segment> = None;
+    let mut lines = SegmentLines::default();
     loop {
         // Under load the thread lingers instead of parking: a parked receiver makes every
         // request's enqueue pay a futex wake and a context switch; a lingering one is never
@@ -383,6 +392,20 @@ fn run(
         let mut dirs: Vec<PathBuf> = Vec::new();
         for m in batch.drain(..) {
             match m {
+                Msg::Job(job, ack) if job.segment => {
+                    if let Some(x) = job.export.as_ref().filter(|_| exports) {
+                        log_buf.push_str(&log_line(x));
+                        log_buf.push('\n');
+                        otel_buf.push_str(&otel_line(x));
+                        otel_buf.push('\n');
+                    }
+                    if let Some(path) = &job.path
+                        && lines.path.as_ref().is_some_and(|p| p != path)
+                    {
+                        lines.append_to(&mut seg, &mut made, stats);
+                    }
+                    lines.push(&job, ack, stats);
+                }
                 Msg::Job(job, ack) => {
                     let r = write_trace(&mut made, shard, &job, ack.is_some());
                     if exports && let Some(x) = &job.export {
@@ -413,6 +436,7 @@ fn run(
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
+        lines.append_to(&mut seg, &mut made, stats);
         if exports && !(log_buf.is_empty() && otel_buf.is_empty()) {
             // exporter lines are best effort; one lock and one flush per batch
             let mut s = sinks.lock();
@@ -446,6 +470,155 @@ fn run(
             let _ = a.send(());
         }
     }
+    if let Some(s) = seg
+        && let Err(e) = s.file.sync_data()
+    {
+        tracing::error!(path = %s.path.display(), error = %e, "Trace segment fsync at shutdown failed.");
+    }
+}
+
+/// The trace segment a writer thread appends to (opened on first use, replaced when the
+/// request path names the next one).
+struct Segment {
+    path: PathBuf,
+    file: File,
+}
+
+/// The compact lines of one batch bound for one segment, and who waits for them.
+#[derive(Default)]
+struct SegmentLines {
+    path: Option<PathBuf>,
+    buf: Vec<u8>,
+    count: u64,
+    acks: Vec<Ack>,
+}
+
+impl SegmentLines {
+    /// Sign and serialize one job into the batch (a record that cannot be serialized fails
+    /// alone: its ack gets the error, the rest of the batch goes on).
+    fn push(&mut self, job: &TraceJob, ack: Option<Ack>, stats: &WriterStats) {
+        let (Some(path), Some(record)) = (&job.path, &job.record) else {
+            if let Some(a) = ack {
+                let _ = a.send(Ok(()));
+            }
+            return;
+        };
+        match record.to_json(false) {
+            Ok(line) => {
+                self.path.get_or_insert_with(|| path.clone());
+                self.buf.extend_from_slice(&line);
+                self.buf.push(b'\n');
+                self.count += 1;
+                self.acks.extend(ack);
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = %path.display(), error = %e, "Trace serialization failed.");
+                if let Some(a) = ack {
+                    let _ = a.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Append the batch with one `write` (and one `fdatasync` when someone waits for
+    /// durability); on any failure the segment is cut back to its previous length, so it
+    /// only ever holds whole lines, and every waiter gets the error.
+    fn append_to(&mut self, seg: &mut Option<Segment>, made: &mut DirCache, stats: &WriterStats) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let count = std::mem::take(&mut self.count);
+        let acks = std::mem::take(&mut self.acks);
+        let r = append_segment(seg, made, &path, &buf, !acks.is_empty());
+        match &r {
+            Ok(()) => stats.written.fetch_add(count, Ordering::Relaxed),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, lines = count, "Trace segment append failed.");
+                stats.failed.fetch_add(count, Ordering::Relaxed)
+            }
+        };
+        let r = r.map_err(|e| e.to_string());
+        for a in acks {
+            let _ = a.send(r.clone());
+        }
+        // keep the allocation for the next batch
+        self.buf = buf;
+        self.buf.clear();
+    }
+}
+
+/// Open (0600, parent dirs 0750, directory fsynced when the file is new) `path` for appending,
+/// unless it is already the open segment; the previous segment is fdatasynced and closed.
+fn open_segment<'a>(
+    seg: &'a mut Option<Segment>,
+    made: &mut DirCache,
+    path: &Path,
+) -> std::io::Result<&'a mut Segment> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if seg.as_ref().is_some_and(|s| s.path == path)
+        && let Some(s) = seg
+    {
+        return Ok(s);
+    }
+    if let Some(old) = seg.take()
+        && let Err(e) = old.file.sync_data()
+    {
+        tracing::error!(path = %old.path.display(), error = %e, "Trace segment fsync at rotation failed.");
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    made.ensure(dir)?;
+    let open = |new: bool| {
+        let mut o = OpenOptions::new();
+        o.append(true).mode(0o600);
+        if new {
+            o.create_new(true);
+        }
+        o.open(path)
+    };
+    let file = match open(true) {
+        Ok(f) => {
+            File::open(dir)?.sync_all()?;
+            f
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // the directory went away after it was cached: create it again, once
+            made.0.remove(dir);
+            made.ensure(dir)?;
+            let f = open(true)?;
+            File::open(dir)?.sync_all()?;
+            f
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(seg.insert(Segment {
+        path: path.to_path_buf(),
+        file,
+    }))
+}
+
+fn append_segment(
+    seg: &mut Option<Segment>,
+    made: &mut DirCache,
+    path: &Path,
+    buf: &[u8],
+    sync: bool,
+) -> std::io::Result<()> {
+    let s = open_segment(seg, made, path)?;
+    let before = s.file.metadata()?.len();
+    let r = (&s.file)
+        .write_all(buf)
+        .and_then(|()| if sync { s.file.sync_data() } else { Ok(()) });
+    if r.is_err() {
+        // a short write (full disk) must not leave a torn line for the next batch to extend
+        if let Err(e) = s.file.set_len(before) {
+            tracing::error!(path = %s.path.display(), error = %e, "Cannot cut a failed trace segment append back; reopening.");
+            *seg = None;
+        }
+    }
+    r
 }
 
 /// Sign, serialize and write the job's trace; `Ok(true)` when a trace file was written.
@@ -722,11 +895,13 @@ mod tests {
         let cfg = WriterConfig {
             export_log_out: Some(tmp.path().join("x/log.jsonl")),
             export_otel_out: Some(tmp.path().join("otel.jsonl")),
+            segments: false,
         };
         let (w, thread) = TraceWriter::spawn(cfg, 2).unwrap();
         for i in 0..10 {
             w.submit(TraceJob {
                 path: Some(tmp.path().join(format!("t/trace_{i}.json"))),
+                segment: false,
                 record: Some(Arc::new(json!({"n": i}))),
                 export: Some(ExportFields {
                     trace_id: format!("id{i}"),
@@ -765,6 +940,7 @@ mod tests {
         let (w, thread) = TraceWriter::spawn(WriterConfig::default(), 4).unwrap();
         let job = |p: PathBuf| TraceJob {
             path: Some(p),
+            segment: false,
             record: Some(Arc::new(json!({"n": 1}))),
             export: None,
         };
@@ -793,11 +969,13 @@ mod tests {
         let cfg = WriterConfig {
             export_log_out: Some(log.clone()),
             export_otel_out: None,
+            segments: false,
         };
         let (w, thread) = TraceWriter::spawn_threads(cfg, 8, 3).unwrap();
         assert_eq!(w.shards.len(), 3);
         let job = |p: PathBuf, n: usize| TraceJob {
             path: Some(p),
+            segment: false,
             record: Some(Arc::new(json!({"n": n, "pad": "x".repeat(4096)}))),
             export: Some(ExportFields {
                 trace_id: format!("id{n}"),
@@ -865,6 +1043,7 @@ mod tests {
         };
         let job = || TraceJob {
             path: None,
+            segment: false,
             record: None,
             export: None,
         };
@@ -872,5 +1051,65 @@ mod tests {
         let e = w.submit(job()).await.unwrap_err();
         assert!(matches!(e, SubmitError::QueueTimeout(_)), "{e}");
         assert_eq!(w.stats().queue_timeouts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn segments_get_whole_lines_in_order_and_rotate_on_the_named_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log.jsonl");
+        let cfg = WriterConfig {
+            export_log_out: Some(log.clone()),
+            export_otel_out: None,
+            segments: true,
+        };
+        let (w, thread) = TraceWriter::spawn_threads(cfg, 64, 1).unwrap();
+        let seg = |n: usize| tmp.path().join(format!("segs/trace_seg_x_p1_{n:06}.jsonl"));
+        let job = |i: usize| TraceJob {
+            path: Some(seg(i / 7)),
+            segment: true,
+            record: Some(
+                Arc::new(json!({"trace_id": format!("t{i}"), "n": i})) as Arc<dyn RecordBody>
+            ),
+            export: Some(ExportFields {
+                trace_id: format!("t{i}"),
+                trace_path: Some(seg(i / 7).display().to_string()),
+                ..Default::default()
+            }),
+        };
+        for i in 0..20 {
+            if i == 10 {
+                // a durable append is acknowledged after its batch is written and fdatasynced
+                w.submit_durable(job(i)).await.unwrap();
+            } else {
+                w.submit(job(i)).await.unwrap();
+            }
+        }
+        w.flush().await.unwrap();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 20);
+        let mut seen = Vec::new();
+        for n in 0..3 {
+            let text = std::fs::read_to_string(seg(n)).unwrap();
+            assert!(text.ends_with('\n'));
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(
+                    v["n"].as_u64().unwrap() as usize / 7,
+                    n,
+                    "line in the wrong segment"
+                );
+                seen.push(v["n"].as_u64().unwrap());
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(seg(n)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<u64>>());
+        assert!(!seg(3).exists());
+        // exporter lines name the segment each record went to
+        let exported = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(exported.lines().count(), 20);
+        assert!(exported.lines().nth(14).unwrap().contains("_000002.jsonl"));
+        drop(w);
+        thread.join().await;
     }
 }

@@ -8,6 +8,7 @@
 pub mod export;
 pub mod file;
 pub mod record;
+pub mod segment;
 pub mod sign;
 
 pub use export::DecisionExport;
