@@ -136,6 +136,11 @@ def check_proxy(budgets, quick):
         print(f"INFO gait without an MCP session (no journal fsync per call; reported, not budgeted): "
               f"{dv['gait_nosession_ratio']:.2f}x direct, added p50/p99 at 1 conn "
               f"+{dv['gait_nosession_added_p50_us_c1']}/+{dv['gait_nosession_added_p99_us_c1']} us", flush=True)
+    for k, what in (("bare", "bare hyper pass-through (examples/bare_proxy; the floor any hyper proxy pays)"),
+                    ("gait_segments", "gait with --trace-sink segments, inside an MCP session")):
+        if f"{k}_ratio" in dv:
+            print(f"INFO {what} (reported, not budgeted): {dv[k + '_ratio']:.2f}x direct, added p50/p99 at "
+                  f"1 conn +{dv[k + '_added_p50_us_c1']}/+{dv[k + '_added_p99_us_c1']} us", flush=True)
     errs = max(res["paths"]["gait"][c]["error_rate"] for c in ("c1", ck))
     check("proxy_error_rate", errs <= p["error_rate_max"], f"gait error rate {errs:.4f}")
     mem = res["memory"]

@@ -10,12 +10,12 @@ mod support_proxy;
 use gait::server::config::{KeyMode, TraceSink};
 use gait::server::journal::Journals;
 use gait::server::{Runtime, default_loader, serve_with};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use support_proxy::*;
+use tokio_util::sync::CancellationToken;
 
 const VERSION: &str = "2025-06-18";
 
@@ -67,7 +67,12 @@ async fn decisions_become_signed_segment_lines_that_trace_verify_checks() {
         Duration::from_secs(300),
     )));
     let stop = CancellationToken::new();
-    let handle = tokio::spawn(serve_with(listener, cfg, rt, stop.clone().cancelled_owned()));
+    let handle = tokio::spawn(serve_with(
+        listener,
+        cfg,
+        rt,
+        stop.clone().cancelled_owned(),
+    ));
     let client = reqwest::Client::new();
     let sid = init_session(&client, &url, VERSION)
         .await
@@ -85,7 +90,11 @@ async fn decisions_become_signed_segment_lines_that_trace_verify_checks() {
         let _ = res.bytes().await.unwrap();
     }
     assert_eq!(calls.get("echo"), 6);
-    assert_eq!(calls.get("delete_all"), 0, "the blocked call never reached the upstream");
+    assert_eq!(
+        calls.get("delete_all"),
+        0,
+        "the blocked call never reached the upstream"
+    );
     stop.cancel(); // drains and fsyncs the writer
     tokio::time::timeout(Duration::from_secs(20), handle)
         .await

@@ -95,6 +95,22 @@ def start_nginx(h, up_port):
     return p
 
 
+def start_bare(h, up):
+    """examples/bare_proxy (hyper pass-through, nothing else) in front of `up`, or None."""
+    exe = os.environ.get("BARE_PROXY_BIN") or os.path.join(hz.target_dir(), "release", "examples", "bare_proxy")
+    if not os.access(exe, os.X_OK):
+        h.info(f"no bare_proxy binary at {exe}: the bare hyper row is skipped")
+        return None
+    pf = os.path.join(h.dir("ports"), "bare.port")
+    p = h._spawn("bare", [exe, "--listen", "127.0.0.1:0", "--upstream", f"http://127.0.0.1:{up.port}", "--port-file", pf])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not os.path.exists(pf):
+        time.sleep(0.05)
+    with open(pf) as f:
+        p.port = int(f.read().strip())
+    return p
+
+
 def session_for(url, token=None):
     """Initialize through `url` (so each path gets the session id it would really use)."""
     s = mc.Session(url, token=token)
@@ -177,10 +193,23 @@ def main(argv):
                  "--upstream", up.url(), "--trace-dir", h.dir("gait", "traces"),
                  "--session-dir", h.dir("gait", "sessions")]
     paths = {"direct": up.url("/mcp"), "nginx": f"http://127.0.0.1:{ngx.port}/mcp"}
-    g = None
+    bare = start_bare(h, up)
+    if bare is not None:
+        # reported, not budgeted: what any hyper reverse proxy costs on this machine
+        paths["bare"] = f"http://127.0.0.1:{bare.port}/mcp"
+    g = gs = None
     if not a.no_gait:
         g = h.start_gait("gait", gait_args, cwd=wd)
         paths["gait"] = g.url("/mcp")
+        # reported, not budgeted: the same with --trace-sink segments (one append per writer
+        # batch instead of one trace file per decision), inside an MCP session like `gait`
+        wds = h.dir("gait-seg")
+        h.write(os.path.join(wds, ".gait", "config.yaml"),
+                "retention:\n  sweep_interval: 2s\n  trace:\n    max_count: 200\n")
+        gs = h.start_gait("gait-seg", [
+            "--policy", gait_args[1], "--upstream", up.url(), "--trace-dir", h.dir("gait-seg", "traces"),
+            "--session-dir", h.dir("gait-seg", "sessions"), "--trace-sink", "segments"], cwd=wds)
+        paths["gait_segments"] = gs.url("/mcp")
     sessions = {k: session_for(u) for k, u in paths.items()}
     if g is not None:
         # Reported, not budgeted: the same gait without an MCP session, i.e. no session journal
@@ -198,6 +227,10 @@ def main(argv):
         h.info(f"{k:6s} c1 {one['rps']:9.0f} req/s p50 {one['lat_p50_us']} us p99 {one['lat_p99_us']} us | "
                f"c{a.connections} {many['rps']:9.0f} req/s p99 {many['lat_p99_us']} us err {many['error_rate']:.4f}")
     h.stop(ngx)
+    if bare is not None:
+        h.stop(bare)
+    if gs is not None:
+        h.stop(gs)
     if a.no_gait:
         print(json.dumps(res["paths"], indent=1))
         return 0
@@ -219,6 +252,12 @@ def main(argv):
         "gait_nosession_added_p99_us_c1":
             res["paths"]["gait_nosession"]["c1"]["lat_p99_us"] - d["c1"]["lat_p99_us"],
     }
+    for k in ("bare", "gait_segments"):
+        if k in res["paths"]:
+            pk = res["paths"][k]
+            res["derived"][f"{k}_ratio"] = pk[ck]["rps"] / d[ck]["rps"]
+            res["derived"][f"{k}_added_p50_us_c1"] = pk["c1"]["lat_p50_us"] - d["c1"]["lat_p50_us"]
+            res["derived"][f"{k}_added_p99_us_c1"] = pk["c1"]["lat_p99_us"] - d["c1"]["lat_p99_us"]
     with open(a.out, "w") as f:
         json.dump(res, f, indent=2)
     print(table(res))
@@ -232,7 +271,7 @@ def table(res):
     lines = [f"| path | req/s @{res['connections']} conns | ratio to direct | p50 @1 conn (µs) | p99 @1 conn (µs) "
              f"| added p50 / p99 @1 conn (µs) | p99 @{res['connections']} conns (µs) | errors |",
              "|---|---|---|---|---|---|---|---|"]
-    for k in ("direct", "nginx", "gait", "gait_nosession"):
+    for k in ("direct", "nginx", "bare", "gait", "gait_nosession", "gait_segments"):
         if k not in res["paths"]:
             continue
         p = res["paths"][k]

@@ -104,7 +104,7 @@ fn trace_segments_are_pruned_but_a_live_writers_open_segment_is_kept() {
     assert_eq!(
         names(dir.path()),
         [
-            format!("trace_new.json"),
+            "trace_new.json".to_string(),
             format!("trace_seg_20261127T000000.000000000_p{me}_000002.jsonl")
         ]
     );
