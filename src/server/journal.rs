@@ -3,8 +3,12 @@
 //! through a [`JournalWriter`] handle per session, all served by one shared [`JournalPool`]
 //! (a fixed number of writer threads, `GAIT_SESSION_WRITER_THREADS`, default 1).
 //!
-//! The append is awaited before the request goes on (the writer's group commit makes it
-//! durable), so a call the upstream sees is already journaled; a full writer queue or lock
+//! Durability follows the trace recording posture. With fail-closed recording (`oss-prod`
+//! or `trace_fail_closed`) the append is awaited before the request goes on (the writer's
+//! group commit makes it durable), so a call the upstream sees is already journaled. Otherwise
+//! (the standard posture, like its traces) the append is enqueued in order and written behind
+//! the request: only queue space is awaited, so a `kill -9` can lose the appends still queued
+//! (milliseconds' worth), never tear the journal. Either way a full writer queue or lock
 //! contention refuses the request (503 + `Retry-After`). The run id of a proxied session is
 //! stable, `run_mcp_<first 12 hex of sha256(session id)>`, so all its calls share one journal
 //! (Go derives it per intent, which splits every distinct call into its own journal).
@@ -88,6 +92,8 @@ pub struct Journals {
     writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
     issued: parking_lot::Mutex<Issued>,
     max_issued: usize,
+    /// Appends are written behind the request (see the module docs).
+    behind: bool,
 }
 
 impl Journals {
@@ -121,7 +127,15 @@ impl Journals {
             writers: Mutex::new(HashMap::new()),
             issued: parking_lot::Mutex::default(),
             max_issued: MAX_ISSUED,
+            behind: false,
         }
+    }
+
+    /// Write the layer's appends behind the request (the standard posture) instead of
+    /// awaiting their durable commit.
+    pub fn written_behind(mut self, behind: bool) -> Self {
+        self.behind = behind;
+        self
     }
 
     /// Remember at most `n` issued session ids (tests).
@@ -251,7 +265,27 @@ impl Journals {
         trace_path: String,
     ) -> Result<i64, SessionError> {
         let w = self.writer(session_id).await?;
-        let input = AppendInput {
+        let appended = w.append(Self::input(d, trace_path)).await?;
+        Ok(appended.sequence)
+    }
+
+    /// Append one decided call the layer's way: awaited until durable, or, written behind,
+    /// only until it is queued.
+    pub async fn append_decided(
+        &self,
+        session_id: &str,
+        d: &Decision,
+        trace_path: String,
+    ) -> Result<(), SessionError> {
+        if !self.behind {
+            return self.append(session_id, d, trace_path).await.map(|_| ());
+        }
+        let w = self.writer(session_id).await?;
+        w.append_behind(Self::input(d, trace_path)).await
+    }
+
+    fn input(d: &Decision, trace_path: String) -> AppendInput {
+        AppendInput {
             tool_name: d.tool_name.clone(),
             intent_digest: d.intent_digest.clone(),
             policy_digest: d.policy_digest.clone(),
@@ -261,9 +295,7 @@ impl Journals {
             reason_codes: d.reason_codes.clone(),
             violations: d.violations.clone(),
             ..AppendInput::default()
-        };
-        let appended = w.append(input).await?;
-        Ok(appended.sequence)
+        }
     }
 }
 
@@ -379,7 +411,7 @@ where
                         .and_then(|p| p.0.get(i).cloned().flatten())
                         .map(|p| p.display().to_string())
                         .unwrap_or_default();
-                    if let Err(e) = j.append(sid, d, trace_path).await {
+                    if let Err(e) = j.append_decided(sid, d, trace_path).await {
                         tracing::warn!(session_id = %sid, error = %e, "Session journal append failed.");
                         return Ok(refuse(&c.id, &e));
                     }
@@ -416,11 +448,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn bounded_writers_drop_least_recently_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journals::new(dir.path().to_path_buf(), 2, Duration::from_secs(3600));
-        let d = Decision {
+    fn decision() -> Decision {
+        Decision {
             verdict: crate::verdict::Verdict::Allow,
             reason_codes: vec![],
             violations: vec![],
@@ -434,7 +463,14 @@ mod tests {
             trace: None,
             rate_limit: None,
             retry_after: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_writers_drop_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journals::new(dir.path().to_path_buf(), 2, Duration::from_secs(3600));
+        let d = decision();
         for s in ["s1", "s2", "s3"] {
             assert_eq!(j.append(s, &d, String::new()).await.unwrap(), 1);
         }
@@ -464,5 +500,36 @@ mod tests {
         let alt = naming::journal_path_for_run(dir.path(), "old2", &Journals::run_id("old2"));
         std::fs::write(alt, "").unwrap();
         assert!(j.is_known("old2").await);
+    }
+
+    #[tokio::test]
+    async fn written_behind_appends_keep_their_order_and_are_all_written_by_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journals::new(dir.path().to_path_buf(), 4, Duration::from_secs(3600))
+            .written_behind(true);
+        let mut d = decision();
+        for i in 0..50 {
+            d.trace_id = format!("{i:024}");
+            j.append_decided("sb", &d, format!("p{i}")).await.unwrap();
+        }
+        // a durable append queued after them is written after them
+        d.trace_id = format!("{:024}", 50);
+        assert_eq!(j.append("sb", &d, "p50".into()).await.unwrap(), 51);
+        for i in 51..60 {
+            d.trace_id = format!("{i:024}");
+            j.append_decided("sb", &d, format!("p{i}")).await.unwrap();
+        }
+        j.shutdown().await;
+        let text = std::fs::read_to_string(naming::journal_path(dir.path(), "sb")).unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|v| v.get("event").cloned())
+            .collect();
+        assert_eq!(events.len(), 60, "{text}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence"], i as i64 + 1);
+            assert_eq!(e["trace_id"], format!("{i:024}"));
+        }
     }
 }

@@ -680,7 +680,8 @@ pub fn run_cli(
         ops.record_lifecycle(correlation_id, None, 0);
         runtime.journals = Some(Arc::new(
             journal::Journals::new(cfg.session_dir.clone(), 256, Duration::from_secs(300))
-                .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv)),
+                .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv))
+                .written_behind(!cfg.trace_fail_closed()),
         ));
         runtime.ops = Some(OpsHooks {
             telemetry: ops.telemetry.clone(),

@@ -114,10 +114,19 @@ impl Job {
             Job::Open { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
-            Job::Append { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
+            Job::Append { reply, .. } => answer(reply, Err(e)),
         }
+    }
+}
+
+/// Answer an append; a failure whose caller does not wait ([`PoolWriter::append_behind`])
+/// is logged instead, so it is never silent.
+fn answer(
+    reply: oneshot::Sender<Result<Appended, SessionError>>,
+    r: Result<Appended, SessionError>,
+) {
+    if let Err(Err(e)) = reply.send(r) {
+        tracing::error!(error = %e, "Session journal append failed (written behind the request).");
     }
 }
 
@@ -549,9 +558,7 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
                     inputs.push(*input);
                     replies.push(reply);
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+                Err(e) => answer(reply, Err(e)),
             },
         }
     }
@@ -564,7 +571,7 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
             }
             Err(e) => {
                 for reply in replies {
-                    let _ = reply.send(Err(dup(&e)));
+                    answer(reply, Err(dup(&e)));
                 }
             }
         }
@@ -937,6 +944,20 @@ impl std::fmt::Debug for PoolWriter {
 impl PoolWriter {
     pub fn journal_path(&self) -> &Path {
         &self.handle.key
+    }
+
+    /// Enqueue one event without waiting for it to be written (bounded wait for queue space
+    /// only: a full queue still refuses). Appends keep their FIFO order with every other
+    /// append of the journal; a failure is logged by the writer.
+    pub async fn append_behind(&self, input: AppendInput) -> Result<(), SessionError> {
+        let (reply, _) = oneshot::channel();
+        self.handle
+            .enqueue(Job::Append {
+                input: Box::new(input),
+                reply,
+                enqueued: Instant::now(),
+            })
+            .await
     }
 
     /// Append one event; resolves after it is durable, with its sequence number.

@@ -114,4 +114,9 @@ impl JournalWriter {
     pub async fn append(&self, input: AppendInput) -> Result<Appended, SessionError> {
         self.inner.append(input).await
     }
+
+    /// Enqueue one event; resolves once it is queued (in order), not once it is written.
+    pub async fn append_behind(&self, input: AppendInput) -> Result<(), SessionError> {
+        self.inner.append_behind(input).await
+    }
 }
