@@ -8,8 +8,9 @@
 //! group commit makes it durable), so a call the upstream sees is already journaled. Otherwise
 //! (the standard posture, like its traces) the append is enqueued in order and written behind
 //! the request: only queue space is awaited, so a `kill -9` can lose the appends still queued
-//! (milliseconds' worth), never tear the journal. Either way a full writer queue or lock
-//! contention refuses the request (503 + `Retry-After`). The run id of a proxied session is
+//! (milliseconds' worth), never tear the journal, and a failure while writing is logged by
+//! the writer pool. Either way a full writer queue (or, when awaited, lock contention)
+//! refuses the request (503 + `Retry-After`). The run id of a proxied session is
 //! stable, `run_mcp_<first 12 hex of sha256(session id)>`, so all its calls share one journal
 //! (Go derives it per intent, which splits every distinct call into its own journal).
 //!
