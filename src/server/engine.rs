@@ -33,6 +33,12 @@ pub struct DeferredSigned {
 impl RecordBody for DeferredSigned {
     fn to_json(&self, pretty: bool) -> serde_json::Result<Vec<u8>> {
         use serde::ser::Error as _;
+        if !pretty && self.record.signature.is_none() {
+            return self
+                .signer
+                .signed_line(&self.record)
+                .map_err(|e| serde_json::Error::custom(e.to_string()));
+        }
         let mut r = self.record.clone();
         self.signer
             .sign_record(&mut r)

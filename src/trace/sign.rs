@@ -190,6 +190,35 @@ impl Signer {
         }
     }
 
+    /// The record, signed, as one compact JSON object: `{"signature":{…},` followed by the
+    /// JCS form of the unsigned record. One serialization serves both the digest and the
+    /// output (a trace-segment line); the record is not copied. Key order differs from
+    /// [`TraceRecord`]'s serde order, which JSON readers ignore; `verify_value` recomputes the
+    /// same JCS bytes. `record.signature` must be `None`.
+    pub fn signed_line(&self, record: &TraceRecord) -> Result<Vec<u8>, TraceError> {
+        if record.signature.is_some() {
+            return Err(TraceError::Invalid(
+                "signed_line: the record is already signed".into(),
+            ));
+        }
+        let jcs = crate::intent::jcs::to_vec(record)
+            .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))?;
+        if jcs.len() < 3 || jcs[0] != b'{' {
+            return Err(TraceError::Invalid(
+                "encode trace record: empty object".into(),
+            ));
+        }
+        let sig = self.sign_digest(&crate::canon::sha256(&jcs));
+        let sig = serde_json::to_vec(&sig)
+            .map_err(|e| TraceError::Invalid(format!("encode signature: {e}")))?;
+        let mut line = Vec::with_capacity(jcs.len() + sig.len() + 16);
+        line.extend_from_slice(b"{\"signature\":");
+        line.extend_from_slice(&sig);
+        line.push(b',');
+        line.extend_from_slice(&jcs[1..]);
+        Ok(line)
+    }
+
     /// Set `record.signature` (replacing any existing one).
     pub fn sign_record(&self, record: &mut TraceRecord) -> Result<(), TraceError> {
         record.signature = None;
@@ -394,6 +423,25 @@ mod tests {
         assert_eq!(record_digest(&r).unwrap(), want);
         v["signature"] = serde_json::to_value(r.signature.clone()).unwrap();
         verify_value(&v, &s.verifying_key()).unwrap();
+    }
+
+    #[test]
+    fn signed_line_is_the_signed_record_in_one_serialization() {
+        let s = Signer::generate();
+        let r = record();
+        let line = s.signed_line(&r).unwrap();
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        verify_value(&v, &s.verifying_key()).unwrap();
+        // same fields and signature as the trace-file path
+        let mut signed = r.clone();
+        s.sign_record(&mut signed).unwrap();
+        assert_eq!(v, serde_json::to_value(&signed).unwrap());
+        // tampering is caught
+        let mut t = v.clone();
+        t["verdict"] = "block".into();
+        assert!(verify_value(&t, &s.verifying_key()).is_err());
+        // an already signed record is refused (its signature would be covered twice)
+        assert!(s.signed_line(&signed).is_err());
     }
 
     #[test]
