@@ -3,6 +3,7 @@
 distort much: instructions (callgrind Ir) and CPU time (user + sys from /proc) per request.
 
     python3 perf/proxy_cost.py [--n 2000] [--session] [--callgrind] [--direct] [--out FILE]
+                               [--gait-arg=ARG ...]
 
 Starts the demo upstream (`--mode fast`) and gait (`--policy`, `--trace-dir`, like
 scripts/lib/bench_proxy.py) on 127.0.0.1, sends N allowed `tools/call` POSTs over one
@@ -160,7 +161,7 @@ def run_once(a, n, work):
         if not a.direct:
             argv = [gait_bin, "mcp", "serve", "--policy", pol, "--listen", f"127.0.0.1:{port}",
                     "--upstream", f"http://127.0.0.1:{up_port}/mcp", "--trace-dir", traces,
-                    "--session-dir", sessions]
+                    "--session-dir", sessions, *a.gait_arg]
             if a.callgrind:
                 cg_out = os.path.join(work, f"callgrind.out.{n}")
                 argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg_out}",
@@ -222,6 +223,8 @@ def main(argv):
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--direct", action="store_true")
     ap.add_argument("--keep", help="keep the work dir here (callgrind files)")
+    ap.add_argument("--gait-arg", action="append", default=[],
+                    help="extra `mcp serve` argument (repeatable), e.g. --gait-arg=--trace-sink --gait-arg=segments")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     work = a.keep or tempfile.mkdtemp(prefix="gait-cost-")
