@@ -90,3 +90,72 @@ async fn tls_round_trip_through_two_gaits() {
     gait_b.shutdown().await;
     up_stop.cancel();
 }
+
+/// A TLS client is served by the protocol its ALPN negotiated (h2 or http/1.1), and a client
+/// that negotiates none still gets either protocol (sniffed inside the TLS stream).
+#[tokio::test]
+async fn tls_serves_each_alpn_protocol_and_clients_without_alpn() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::Arc;
+    let (up, _calls, _up_stop) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut cfg = base_config(dir.path(), &up);
+    cfg.tls = Some(TlsConfig {
+        cert: cert_path,
+        key: key_path,
+    });
+    let gait = start_gait(dir, cfg, &[]).await;
+    for (alpn, h2) in [
+        (Some("h2"), true),
+        (Some("http/1.1"), false),
+        (None, false),
+        (None, true),
+    ] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let mut cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cc.alpn_protocols = alpn
+            .map(|a| vec![a.as_bytes().to_vec()])
+            .unwrap_or_default();
+        let tcp = tokio::net::TcpStream::connect(gait.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cc))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), alpn.map(str::as_bytes));
+        let io = TokioIo::new(tls);
+        let status = if h2 {
+            let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get("https://localhost/healthz")
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            tx.send_request(req).await.unwrap().status()
+        } else {
+            let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get("/healthz")
+                .header("host", "localhost")
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            tx.send_request(req).await.unwrap().status()
+        };
+        assert_eq!(status, 200, "alpn {alpn:?}, h2 {h2}");
+    }
+}

@@ -400,7 +400,7 @@ pub async fn serve_with(
 struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    /// TLS connections sniff the protocol inside the TLS stream.
+    /// TLS connections that negotiated no ALPN protocol sniff it inside the TLS stream.
     auto: auto::Builder<TokioExecutor>,
     /// `timeouts.header_read`: first bytes (and the TLS handshake) must arrive by then.
     first_bytes: Duration,
@@ -521,10 +521,24 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    // the auto builder's protocol sniffing has no deadline of its own
-    let s = deadline::FirstBytes::new(s, p.first_bytes);
-    let conn = p.auto.serve_connection(TokioIo::new(s), p.svc.clone());
-    let _ = watcher.watch(conn).await;
+    // ALPN decided the protocol: hyper's own builder (an 8 KiB read buffer, like plain
+    // connections); the auto builder only for a client that negotiated nothing.
+    match s.get_ref().1.alpn_protocol() {
+        Some(b"h2") => {
+            let conn = p.http2.serve_connection(TokioIo::new(s), p.svc.clone());
+            let _ = watcher.watch(conn).await;
+        }
+        Some(b"http/1.1") => {
+            let conn = p.http1.serve_connection(TokioIo::new(s), p.svc.clone());
+            let _ = watcher.watch(conn).await;
+        }
+        _ => {
+            // the auto builder's protocol sniffing has no deadline of its own
+            let s = deadline::FirstBytes::new(s, p.first_bytes);
+            let conn = p.auto.serve_connection(TokioIo::new(s), p.svc.clone());
+            let _ = watcher.watch(conn).await;
+        }
+    }
 }
 
 /// Poll the policy file (mtime + len) and reload on change or on `now`; a bad policy keeps the
