@@ -12,7 +12,7 @@ build:
 	$(CARGO) build
 
 release:
-	$(CARGO) build --release --bin gait --example demo_upstream
+	$(CARGO) build --release --bin gait --example demo_upstream --example bare_proxy
 
 ## The main job: gait mcp serve on the embedded dev config in front of a demo MCP upstream.
 demo:

@@ -128,10 +128,15 @@ def check_proxy(budgets, quick):
     if p.get("throughput_ratio_must_exceed_nginx"):
         check("proxy_throughput_above_nginx", dv["gait_ratio"] > dv["nginx_ratio"],
               f"gait {dv['gait_ratio']:.2f}x vs nginx {dv['nginx_ratio']:.2f}x direct")
-    check("proxy_added_latency_c1_p50", dv["gait_added_p50_us_c1"] <= p["added_latency_c1_p50_us_max"],
-          f"+{dv['gait_added_p50_us_c1']} us vs budget <= {p['added_latency_c1_p50_us_max']} us")
-    check("proxy_added_latency_c1_p99", dv["gait_added_p99_us_c1"] <= p["added_latency_c1_p99_us_max"],
-          f"+{dv['gait_added_p99_us_c1']} us vs budget <= {p['added_latency_c1_p99_us_max']} us")
+    # A negative "added" latency means the direct baseline's tail was noise (a stall on a shared
+    # machine), not that gait is faster than no proxy: such a run proves nothing and fails.
+    for q, key in (("p50", "added_latency_c1_p50_us_max"), ("p99", "added_latency_c1_p99_us_max")):
+        added = dv[f"gait_added_{q}_us_c1"]
+        if added < 0:
+            check(f"proxy_added_latency_c1_{q}", False,
+                  f"inconclusive: +{added} us (the direct baseline's {q} at 1 conn was above gait's: noise)")
+        else:
+            check(f"proxy_added_latency_c1_{q}", added <= p[key], f"+{added} us vs budget <= {p[key]} us")
     if "gait_nosession_ratio" in dv:
         print(f"INFO gait without an MCP session (no journal fsync per call; reported, not budgeted): "
               f"{dv['gait_nosession_ratio']:.2f}x direct, added p50/p99 at 1 conn "
@@ -162,7 +167,8 @@ def main(argv):
     budgets = json.load(open(a.budgets))
     t_start = time.time()
     if not a.no_build and not a.skip_proxy:
-        r = subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gait", "--example", "demo_upstream"],
+        r = subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gait", "--example", "demo_upstream",
+                            "--example", "bare_proxy"],
                            cwd=ROOT)
         if not check("release_build", r.returncode == 0, f"exit {r.returncode}"):
             print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
