@@ -11,22 +11,28 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use support_proxy::*;
 
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files into `dir`.
+fn test_cert(dir: &std::path::Path) -> (rcgen::CertifiedKey<rcgen::KeyPair>, TlsConfig) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let tls = TlsConfig {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&tls.cert, cert.cert.pem()).unwrap();
+    std::fs::write(&tls.key, cert.signing_key.serialize_pem()).unwrap();
+    (cert, tls)
+}
+
 #[tokio::test]
 async fn tls_round_trip_through_two_gaits() {
     let (up, calls, up_stop) = start_upstream().await;
     // gait B: TLS in front of the upstream
     let dir_b = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let cert_path = dir_b.path().join("cert.pem");
-    let key_path = dir_b.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (_cert, tls) = test_cert(dir_b.path());
+    let cert_path = tls.cert.clone();
     let mut cfg_b = base_config(dir_b.path(), &up);
-    cfg_b.tls = Some(TlsConfig {
-        cert: cert_path.clone(),
-        key: key_path,
-    });
+    cfg_b.tls = Some(tls);
     let gait_b = start_gait(dir_b, cfg_b, &[]).await;
 
     // gait A: plain http, upstream is gait B over https, trusting the test certificate
@@ -100,17 +106,9 @@ async fn tls_serves_each_alpn_protocol_and_clients_without_alpn() {
     use std::sync::Arc;
     let (up, _calls, _up_stop) = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert, tls) = test_cert(dir.path());
     let mut cfg = base_config(dir.path(), &up);
-    cfg.tls = Some(TlsConfig {
-        cert: cert_path,
-        key: key_path,
-    });
+    cfg.tls = Some(tls);
     let gait = start_gait(dir, cfg, &[]).await;
     for (alpn, h2) in [
         (Some("h2"), true),

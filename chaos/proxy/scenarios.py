@@ -739,6 +739,53 @@ def trace_dir_unwritable_or_full(h):
     recovered("trace_dir_not_a_directory")
 
 
+class Load:
+    """`n` threads calling through `url` (each in its own MCP session, reconnecting after any
+    error, e.g. while gait is killed) until `stop()`. Every fifth call of a thread is a blocked
+    `delete_file` when `mixed`; `answered()` counts allowed `echo` calls answered, `sent_at`
+    holds their send times."""
+
+    def __init__(self, url, token, n, mixed=False):
+        self.lock = threading.Lock()
+        self.sent_at = []
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._worker, args=(url, token, i, mixed)) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _worker(self, url, token, i, mixed):
+        while not self._stop.is_set():
+            try:
+                s = mc.Session(url, timeout=5, token=token)
+                s.initialize()
+                j = 0
+                while not self._stop.is_set():
+                    tool, a = (("delete_file", {"path": f"/w{i}"}) if mixed and j % 5 == 4
+                               else ("echo", {"text": f"w{i}-{j}"}))
+                    sent = time.monotonic()
+                    rid, r = s.call(tool, a)
+                    if tool == "echo" and mc.call_result_ok(r, rid):
+                        with self.lock:  # an allowed call forwarded and answered
+                            self.sent_at.append(sent)
+                    j += 1
+            except Exception:  # noqa: BLE001 - expected once gait is killed
+                time.sleep(0.05)
+
+    def answered(self):
+        with self.lock:
+            return len(self.sent_at)
+
+    def stop(self, timeout=15):
+        self._stop.set()
+        for t in self.threads:
+            t.join(timeout=timeout)
+
+
+def kill9(g):
+    os.kill(g.pid, signal.SIGKILL)
+    g.popen.wait(timeout=10)
+
+
 # ---------------------------------------------------------------------------------------------
 def _segment_lines(traces):
     """(records, torn tails) of every trace segment in `traces`: complete lines only."""
@@ -846,36 +893,11 @@ def trace_segments_full_and_kill9(h):
         for i in range(3):
             valid_call_works(h, g, f"segments_kill9_baseline_call_{i}", token=tok)
     # kill -9 under load
-    acked = {"n": 0}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def worker(i):
-        while not stop.is_set():
-            try:
-                s = mc.Session(g.url("/mcp"), timeout=5, token=tok)
-                s.initialize()
-                j = 0
-                while not stop.is_set():
-                    rid, r = s.call("echo", {"text": f"k{i}-{j}"})
-                    if mc.call_result_ok(r, rid):
-                        with lock:
-                            acked["n"] += 1
-                    j += 1
-            except Exception:  # noqa: BLE001 - expected once gait is killed
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
+    load = Load(g.url("/mcp"), tok, 6)
     time.sleep(2.0 if Q else 4.0)
-    os.kill(g.pid, signal.SIGKILL)
-    g.popen.wait(timeout=10)
-    with lock:
-        acked_at_kill = acked["n"]
-    stop.set()
-    for t in threads:
-        t.join(timeout=15)
+    kill9(g)
+    acked_at_kill = load.answered()
+    load.stop()
     records, torn = _segment_lines(traces)
     corrupt = [r for r in records if "_corrupt" in r]
     allow = sum(1 for r in records if r.get("verdict") == "allow")
@@ -915,36 +937,10 @@ def _kill9_once(h, posture, policy, env, keys, up, more, token):
                      "--private-key-env", "GAIT_PRIVATE_KEY", *more)
     g = h.start_gait(f"gait-{posture}", args, cwd=wd, env=env)
     port = g.port
-    acked = {"n": 0, "sent_at": []}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def worker(i):
-        while not stop.is_set():
-            try:
-                s = mc.Session(g.url("/mcp"), timeout=5, token=token)
-                s.initialize()
-                j = 0
-                while not stop.is_set():
-                    tool, a = (("delete_file", {"path": f"/w{i}"}) if j % 5 == 4 else ("echo", {"text": f"w{i}-{j}"}))
-                    sent = time.monotonic()
-                    rid, r = s.call(tool, a)
-                    if tool == "echo" and mc.call_result_ok(r, rid):
-                        with lock:  # an allowed call forwarded and answered
-                            acked["n"] += 1
-                            acked["sent_at"].append(sent)
-                    j += 1
-            except Exception:  # noqa: BLE001 - expected once gait is killed
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
+    load = Load(g.url("/mcp"), token, 8, mixed=True)
     time.sleep(2.0 if Q else 5.0)
-    os.kill(g.pid, signal.SIGKILL)
-    g.popen.wait(timeout=10)
-    with lock:
-        acked_at_kill = acked["n"]
+    kill9(g)
+    acked_at_kill = load.answered()
     time.sleep(0.3)
     files_at_kill = hz.traces_in(traces)
     allow_at_kill = 0
@@ -965,20 +961,14 @@ def _kill9_once(h, posture, policy, env, keys, up, more, token):
         g2 = h.start_gait(f"gait-{posture}-restarted", args, cwd=wd, env=env, port=port)
         h.check(f"{posture}_restart_after_kill9", True)
     except RuntimeError as e:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
+        load.stop(timeout=10)
         h.check(f"{posture}_restart_after_kill9", False, e)
         return
     restarted_at = time.monotonic()  # requests sent from now on can only reach the new gait
-    with lock:
-        before_restart_load = acked["n"]
+    before_restart_load = load.answered()
     time.sleep(1.5 if Q else 3.0)
-    stop.set()
-    for t in threads:
-        t.join(timeout=15)
-    with lock:
-        total_acked = acked["n"]
+    load.stop()
+    total_acked = load.answered()
     h.check(f"{posture}_serves_after_restart", total_acked > before_restart_load,
             f"{total_acked - before_restart_load} calls answered after the restart")
     h.stop(g2)  # graceful: flush writers
@@ -1003,8 +993,7 @@ def _kill9_once(h, posture, policy, env, keys, up, more, token):
     h.check(f"{posture}_event_ids_unique_across_restart", len(ids) == len(set(ids)) and all(ids),
             f"{len(ids)} ids, {len(set(ids))} distinct")
     allow_traces = sum(1 for r in records if r.get("verdict") == "allow")
-    with lock:
-        acked_after = sum(1 for t in acked["sent_at"] if t >= restarted_at)
+    acked_after = sum(1 for t in load.sent_at if t >= restarted_at)
     h.check(f"{posture}_answered_calls_after_restart_traced", allow_traces - allow_at_kill >= acked_after,
             f"{acked_after} allowed calls sent to the restarted gait and answered, "
             f"{allow_traces - allow_at_kill} allow traces written by it (flushed by a graceful stop)")

@@ -393,11 +393,8 @@ fn run(
         for m in batch.drain(..) {
             match m {
                 Msg::Job(job, ack) if job.segment => {
-                    if let Some(x) = job.export.as_ref().filter(|_| exports) {
-                        log_buf.push_str(&log_line(x));
-                        log_buf.push('\n');
-                        otel_buf.push_str(&otel_line(x));
-                        otel_buf.push('\n');
+                    if exports && let Some(x) = &job.export {
+                        push_export_lines(x, &mut log_buf, &mut otel_buf);
                     }
                     if let Some(path) = &job.path
                         && lines.path.as_ref().is_some_and(|p| p != path)
@@ -409,10 +406,7 @@ fn run(
                 Msg::Job(job, ack) => {
                     let r = write_trace(&mut made, shard, &job, ack.is_some());
                     if exports && let Some(x) = &job.export {
-                        log_buf.push_str(&log_line(x));
-                        log_buf.push('\n');
-                        otel_buf.push_str(&otel_line(x));
-                        otel_buf.push('\n');
+                        push_export_lines(x, &mut log_buf, &mut otel_buf);
                     }
                     match &r {
                         Ok(true) => {
@@ -475,6 +469,14 @@ fn run(
     {
         tracing::error!(path = %s.path.display(), error = %e, "Trace segment fsync at shutdown failed.");
     }
+}
+
+/// One decision's exporter lines, added to the batch's buffers.
+fn push_export_lines(x: &ExportFields, log_buf: &mut String, otel_buf: &mut String) {
+    log_buf.push_str(&log_line(x));
+    log_buf.push('\n');
+    otel_buf.push_str(&otel_line(x));
+    otel_buf.push('\n');
 }
 
 /// The trace segment a writer thread appends to (opened on first use, replaced when the
