@@ -206,10 +206,15 @@ fn boot_id() -> String {
         .clone()
 }
 
-fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// The host name, read once per process (a lock names its writer's host; a rename while
+/// running only makes this process's lock files look foreign until they go stale).
+fn hostname() -> &'static str {
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOSTNAME.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
 }
 
 pub(crate) fn pid_is_dead(pid: i64) -> bool {

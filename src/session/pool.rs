@@ -47,6 +47,12 @@ pub const ENV_WRITER_THREADS: &str = "GAIT_SESSION_WRITER_THREADS";
 /// (and on close), so an append costs one fsync, not three.
 const STATE_WRITE_EVERY: Duration = Duration::from_millis(100);
 
+/// A journal whose queue holds only appends written behind the request (nobody waits for
+/// them) is taken this long after its oldest one was queued, so one session-lock acquisition
+/// and one `write` serve every append of that window instead of one each. Any append or open
+/// whose caller waits, a full batch, a close or shutdown takes the journal at once.
+const BEHIND_LINGER: Duration = Duration::from_millis(2);
+
 /// Sizing of a [`JournalPool`].
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -99,6 +105,8 @@ enum Job {
         input: Box<AppendInput>,
         reply: Reply<Appended>,
         enqueued: Instant,
+        /// Written behind the request: the caller does not wait for the reply.
+        behind: bool,
     },
 }
 
@@ -107,6 +115,11 @@ impl Job {
         match self {
             Job::Open { enqueued, .. } | Job::Append { enqueued, .. } => *enqueued,
         }
+    }
+
+    /// Someone waits for this job's reply.
+    fn waited_for(&self) -> bool {
+        !matches!(self, Job::Append { behind: true, .. })
     }
 
     fn fail(self, e: SessionError) {
@@ -152,6 +165,8 @@ struct Slot {
     busy: bool,
     /// In `ready` or `delayed`.
     scheduled: bool,
+    /// In `delayed` only to gather more write-behind appends ([`BEHIND_LINGER`]).
+    lingering: bool,
     is_open: bool,
     open: Option<OpenJournal>,
     /// Close when the queue is empty (idle, LRU, handles gone, shutdown).
@@ -160,6 +175,31 @@ struct Slot {
     last_used: Instant,
     /// Consecutive lock attempts that found the journal locked.
     lock_failures: u32,
+}
+
+impl Slot {
+    /// A lingering journal must be taken now: its newest job is waited for, the queue holds a
+    /// batch, or it is closing. (Checks only the newest job: an older waited-for job would
+    /// already have ended the linger.)
+    fn must_not_linger(&self, shutdown: bool) -> bool {
+        shutdown
+            || self.close
+            || self.queue.len() >= self.spec.cfg.max_batch.max(1)
+            || self.queue.back().is_some_and(Job::waited_for)
+    }
+
+    /// When the queue holds only write-behind appends (fewer than a batch, no close, no
+    /// shutdown): the instant its oldest one has waited [`BEHIND_LINGER`], if still ahead.
+    fn linger_until(&self, shutdown: bool) -> Option<Instant> {
+        if shutdown || self.close || self.queue.len() >= self.spec.cfg.max_batch.max(1) {
+            return None;
+        }
+        if self.queue.iter().any(Job::waited_for) {
+            return None;
+        }
+        let at = self.queue.front()?.enqueued() + BEHIND_LINGER;
+        (at > Instant::now()).then_some(at)
+    }
 }
 
 #[derive(Default)]
@@ -180,6 +220,8 @@ struct Shared {
     work: Condvar,
     space: Notify,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Batches processed under one session-lock acquisition (an open is a batch of its own).
+    batches: std::sync::atomic::AtomicU64,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -187,17 +229,38 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Shared {
-    /// Put `key` on the ready list unless it is already scheduled or being worked on.
+    /// Put `key` on the ready list unless it is already scheduled or being worked on; a
+    /// journal with only write-behind appends queued lingers in `delayed` first.
     fn schedule(&self, inner: &mut Inner, key: &Path) {
-        if let Some(slot) = inner.slots.get_mut(key)
-            && !slot.scheduled
-            && !slot.busy
-            && (!slot.queue.is_empty() || (slot.close && slot.is_open))
-        {
-            slot.scheduled = true;
-            inner.ready.push_back(key.to_path_buf());
-            self.work.notify_one();
+        let shutdown = inner.shutdown;
+        let Some(slot) = inner.slots.get_mut(key) else {
+            return;
+        };
+        if slot.busy {
+            return;
         }
+        if slot.scheduled {
+            // A lingering journal is taken at once when it must not wait any longer.
+            if slot.lingering && slot.must_not_linger(shutdown) {
+                slot.lingering = false;
+                inner.delayed.retain(|(_, k)| k != key);
+                inner.ready.push_back(key.to_path_buf());
+                self.work.notify_one();
+            }
+            return;
+        }
+        if slot.queue.is_empty() && !(slot.close && slot.is_open) {
+            return;
+        }
+        slot.scheduled = true;
+        match slot.linger_until(shutdown) {
+            Some(at) => {
+                slot.lingering = true;
+                inner.delayed.push((at, key.to_path_buf()));
+            }
+            None => inner.ready.push_back(key.to_path_buf()),
+        }
+        self.work.notify_one();
     }
 
     fn idle_scan_every(&self) -> Duration {
@@ -304,6 +367,11 @@ fn worker(shared: Arc<Shared>) {
             } => {
                 let n = jobs.len();
                 let res = process(&spec, &mut open, jobs, failures);
+                if matches!(res, Processed::Done) {
+                    shared
+                        .batches
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let mut inner = lock(&shared.inner);
                 inner.busy_count -= 1;
                 let now = Instant::now();
@@ -405,6 +473,7 @@ fn next_work(shared: &Shared) -> Option<Work> {
                 continue;
             };
             slot.scheduled = false;
+            slot.lingering = false;
             if slot.busy {
                 continue;
             }
@@ -713,6 +782,13 @@ pub struct PoolStats {
 }
 
 impl JournalPool {
+    /// Batches processed so far, each under one session-lock acquisition (diagnostics, tests).
+    pub fn batches(&self) -> u64 {
+        self.shared
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Start a pool with `cfg.threads` writer threads.
     pub fn new(cfg: PoolConfig) -> Result<JournalPool, SessionError> {
         let threads = cfg.threads.max(1);
@@ -722,6 +798,7 @@ impl JournalPool {
             work: Condvar::new(),
             space: Notify::new(),
             workers: Mutex::new(Vec::new()),
+            batches: std::sync::atomic::AtomicU64::new(0),
         });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -804,6 +881,7 @@ impl JournalPool {
                 queue: VecDeque::new(),
                 busy: false,
                 scheduled: false,
+                lingering: false,
                 is_open: false,
                 open: None,
                 close: false,
@@ -956,6 +1034,7 @@ impl PoolWriter {
                 input: Box::new(input),
                 reply,
                 enqueued: Instant::now(),
+                behind: true,
             })
             .await
     }
@@ -968,6 +1047,7 @@ impl PoolWriter {
                 input: Box::new(input),
                 reply,
                 enqueued: Instant::now(),
+                behind: false,
             })
             .await?;
         rx.await

@@ -17,8 +17,42 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+/// Metric handles already registered, by label value. Registering a labelled series through
+/// the recorder builds its key (label allocations) and looks it up in the registry on every
+/// call; a request records four such series, so the handles are kept here and only cloned
+/// (an `Arc`). Grows with the label values seen, which are bounded like the series themselves.
+struct ByLabel<V>(parking_lot::RwLock<HashMap<String, V>>);
+
+impl<V: Clone> Default for ByLabel<V> {
+    fn default() -> Self {
+        ByLabel(parking_lot::RwLock::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> ByLabel<V> {
+    fn get(&self, label: &str, register: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.0.read().get(label) {
+            return v.clone();
+        }
+        let v = register();
+        self.0.write().entry(label.to_string()).or_insert(v).clone()
+    }
+}
+
+/// One [`ByLabel`] per verdict.
+type ByVerdict = [ByLabel<Counter>; 4];
+
+fn verdict_index(v: crate::Verdict) -> usize {
+    match v {
+        crate::Verdict::Allow => 0,
+        crate::Verdict::DryRun => 1,
+        crate::Verdict::RequireApproval => 2,
+        crate::Verdict::Block => 3,
+    }
+}
 
 /// Kind of a declared metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +259,12 @@ pub struct Telemetry {
     sessions: Gauge,
     sse: Gauge,
     fsync: Histogram,
+    /// `gait_http_requests_total` by status class (1xx..5xx), then endpoint.
+    http_requests: [ByLabel<Counter>; 5],
+    http_duration: ByLabel<Histogram>,
+    decisions: ByVerdict,
+    tool_calls: ByVerdict,
+    upstream_duration: ByLabel<Histogram>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -301,6 +341,11 @@ impl Telemetry {
             sessions,
             sse,
             fsync,
+            http_requests: Default::default(),
+            http_duration: ByLabel::default(),
+            decisions: Default::default(),
+            tool_calls: Default::default(),
+            upstream_duration: ByLabel::default(),
         }
     }
 
@@ -322,50 +367,58 @@ impl Telemetry {
 
     pub fn http_request(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
         let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
         };
-        self.with(|| {
-            metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "status" => class)
-                .increment(1);
-            metrics::histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint)
-                .record(elapsed.as_secs_f64());
+        let c = self.http_requests[class].get(endpoint, || {
+            let status = ["1xx", "2xx", "3xx", "4xx", "5xx"][class];
+            self.with(
+                || metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "status" => status),
+            )
         });
+        c.increment(1);
+        let duration = self.http_duration.get(endpoint, || {
+            self.with(|| metrics::histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint))
+        });
+        duration.record(elapsed.as_secs_f64());
     }
 
     /// One gate decision; `reason` is bounded to the policy's reason codes.
     pub fn decision(&self, verdict: crate::Verdict, reason: Option<&str>) {
         let reasons = self.reasons.load();
-        let reason = reason
-            .map(|r| reasons.label(r))
-            .unwrap_or("none")
-            .to_string();
-        self.with(|| {
-            metrics::counter!(GATE_DECISIONS, "verdict" => verdict.as_str(), "reason" => reason)
-                .increment(1);
+        let reason = reason.map(|r| reasons.label(r)).unwrap_or("none");
+        let c = self.decisions[verdict_index(verdict)].get(reason, || {
+            let reason = reason.to_string();
+            self.with(|| {
+                metrics::counter!(GATE_DECISIONS, "verdict" => verdict.as_str(), "reason" => reason)
+            })
         });
+        c.increment(1);
     }
 
     /// One `tools/call`; `tool` is bounded to the policy's tools.
     pub fn tool_call(&self, tool: &str, verdict: crate::Verdict) {
         let tools = self.tools.load();
-        let tool = tools.label(tool).to_string();
-        self.with(|| {
-            metrics::counter!(TOOL_CALLS, "tool" => tool, "verdict" => verdict.as_str())
-                .increment(1);
+        let tool = tools.label(tool);
+        let c = self.tool_calls[verdict_index(verdict)].get(tool, || {
+            let tool = tool.to_string();
+            self.with(
+                || metrics::counter!(TOOL_CALLS, "tool" => tool, "verdict" => verdict.as_str()),
+            )
         });
+        c.increment(1);
     }
 
     /// Upstream latency; `upstream` is a configured upstream name (bounded by config).
     pub fn upstream_latency(&self, upstream: &str, elapsed: Duration) {
-        let upstream = upstream.to_string();
-        self.with(|| {
-            metrics::histogram!(UPSTREAM_DURATION, "upstream" => upstream)
-                .record(elapsed.as_secs_f64());
+        let h = self.upstream_duration.get(upstream, || {
+            let upstream = upstream.to_string();
+            self.with(|| metrics::histogram!(UPSTREAM_DURATION, "upstream" => upstream))
         });
+        h.record(elapsed.as_secs_f64());
     }
 
     pub fn body_limit_rejected(&self) {

@@ -142,6 +142,37 @@ async fn appends_enqueued_in_order_commit_in_that_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_behind_appends_are_gathered_into_few_batches_and_a_waited_append_ends_the_wait() {
+    // Appends nobody waits for linger up to BEHIND_LINGER so one lock acquisition and one
+    // write serve many; taken one by one (no linger) they would cost a batch each.
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(1, 8, Duration::from_secs(3600), 10_000);
+    let j = dir.path().join("b.journal.jsonl");
+    let w = p.open(cfg(&j, "b")).await.unwrap();
+    let before = p.batches();
+    for i in 0..40 {
+        w.append_behind(input(&format!("b{i:02}"))).await.unwrap();
+        // a worker without a linger takes the journal between two appends
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // a waited-for append takes the journal at once, with every append queued before it
+    let last = w.append(input("durable")).await.unwrap();
+    assert_eq!(last.sequence, 41);
+    let batches = p.batches() - before;
+    assert!(
+        batches <= 10,
+        "41 appends took {batches} batches: write-behind appends were not gathered"
+    );
+    let names: Vec<String> = tools_in_file_order(&j)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let mut want: Vec<String> = (0..40).map(|i| format!("b{i:02}")).collect();
+    want.push("durable".into());
+    assert_eq!(names, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_close_flushes_state_and_releases_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let p = pool(1, 8, Duration::from_millis(30), 1000);
