@@ -66,6 +66,17 @@ async fn start(
     tweak: impl FnOnce(&mut ServeConfig),
     project: impl FnOnce(&mut ProjectConfig),
 ) -> Running {
+    start_full(policy, tweak, project, false).await
+}
+
+/// [`start`], with the journals written behind the request when `behind` (the standard
+/// posture of `gait mcp serve`).
+async fn start_full(
+    policy: Option<&str>,
+    tweak: impl FnOnce(&mut ServeConfig),
+    project: impl FnOnce(&mut ProjectConfig),
+    behind: bool,
+) -> Running {
     let (up, calls, up_stop) = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = base_config(dir.path(), &up);
@@ -90,11 +101,11 @@ async fn start(
         telemetry: ops.telemetry.clone(),
         rate_limiter: ops.rate_limiter.clone(),
     });
-    rt.journals = Some(Arc::new(Journals::new(
-        cfg.session_dir.clone(),
-        16,
-        Duration::from_secs(300),
-    )));
+    rt.journals = Some(Arc::new(
+        Journals::new(cfg.session_dir.clone(), 16, Duration::from_secs(300))
+            .written_behind(behind)
+            .observed_by(ops.telemetry.clone()),
+    ));
     let url = format!("http://{}/mcp", cfg.listen);
     let stop = CancellationToken::new();
     let handle = tokio::spawn(serve_with(
@@ -316,6 +327,53 @@ async fn metrics_count_exactly_and_session_journal_has_every_call() {
         v.linkage_errors.is_empty() && v.checkpoint_errors.is_empty(),
         "{v:?}"
     );
+}
+
+/// Poll `/metrics` until `f` holds (bounded: 10 s).
+async fn scrape_until(admin: std::net::SocketAddr, f: impl Fn(&Series) -> bool) -> Series {
+    for _ in 0..400 {
+        let m = scrape(admin).await;
+        if f(&m) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    scrape(admin).await
+}
+
+#[tokio::test]
+async fn journal_fsyncs_are_timed_and_a_failed_write_behind_append_is_counted() {
+    let g = start_full(None, |_| {}, |_| {}, true).await;
+    let admin = g.admin.unwrap();
+    let client = reqwest::Client::new();
+    let sid = init_session(&client, &g.url, VERSION).await;
+    let sid = sid.expect("the rmcp upstream mints a session id");
+    let (status, _, v) = tool_call(&client, &g.url, Some(&sid), 1, "echo").await;
+    assert_eq!(status, 200);
+    assert!(v.get("result").is_some(), "{v}");
+    let fsyncs = "gait_journal_fsync_duration_seconds_count";
+    let failures = "gait_journal_behind_failures_total";
+    let m = scrape_until(admin, |m| value(m, fsyncs, &[]) >= 1.0).await;
+    assert!(
+        value(&m, fsyncs, &[]) >= 1.0,
+        "the written-behind append was timed"
+    );
+    assert_eq!(value(&m, failures, &[]), 0.0);
+    let journal = gait::session::naming::journal_path(&g.dir.path().join("sessions"), &sid);
+    let (model, _) = gait::session::read_journal(&journal).unwrap();
+    assert_eq!(model.events.len(), 1);
+
+    // The journal path turns into a directory: the next append cannot be written. The call
+    // was answered before its append was written; the failure is counted, not lost silently.
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::create_dir(&journal).unwrap();
+    let (status, _, v) = tool_call(&client, &g.url, Some(&sid), 2, "echo").await;
+    assert_eq!(status, 200);
+    assert!(v.get("result").is_some(), "{v}");
+    assert_eq!(g.calls.get("echo"), 2);
+    let m = scrape_until(admin, |m| value(m, failures, &[]) >= 1.0).await;
+    assert_eq!(value(&m, failures, &[]), 1.0);
+    g.shutdown().await;
 }
 
 #[tokio::test]

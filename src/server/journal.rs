@@ -109,6 +109,14 @@ impl Journals {
         Self::with_pool(dir, max_open, idle, JournalPool::new(cfg))
     }
 
+    /// Report the pool's fsync latencies and failed write-behind appends to `o`.
+    pub fn observed_by(self, o: Arc<dyn crate::session::pool::PoolObserver>) -> Self {
+        if let Ok(p) = &self.pool {
+            p.observe(o);
+        }
+        self
+    }
+
     /// Journals under `dir` written by `pool`.
     pub fn with_pool(
         dir: PathBuf,

@@ -695,7 +695,8 @@ pub fn run_cli(
         runtime.journals = Some(Arc::new(
             journal::Journals::new(cfg.session_dir.clone(), 256, Duration::from_secs(300))
                 .with_options(crate::session::Options::from_env(&crate::session::ProcessEnv))
-                .written_behind(!cfg.trace_fail_closed()),
+                .written_behind(!cfg.trace_fail_closed())
+                .observed_by(ops.telemetry.clone()),
         ));
         runtime.ops = Some(OpsHooks {
             telemetry: ops.telemetry.clone(),

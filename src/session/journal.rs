@@ -624,14 +624,15 @@ pub(crate) fn ensure_state(
 }
 
 /// Under the lock: append `inputs` as one write and one fsync, then update the state.
-/// On a failed write the journal is truncated back to its previous size.
+/// On a failed write the journal is truncated back to its previous size. Also returns how
+/// long the write and its `fdatasync` took.
 pub(crate) fn append_locked(
     paths: &SessionPaths,
     cached: &Cached,
     inputs: &[AppendInput],
     opts: &Options,
     write_state_file: bool,
-) -> Result<(Vec<SessionEvent>, Cached), SessionError> {
+) -> Result<(Vec<SessionEvent>, Cached, std::time::Duration), SessionError> {
     for i in inputs {
         i.validate()?;
     }
@@ -656,7 +657,10 @@ pub(crate) fn append_locked(
         .open(&paths.journal)
         .map_err(|e| SessionError::io(ctx(), e))?;
     let prev = cached.id.size;
-    if let Err(e) = f.write_all(&bytes).and_then(|()| f.sync_data()) {
+    let started = std::time::Instant::now();
+    let written = f.write_all(&bytes).and_then(|()| f.sync_data());
+    let synced = started.elapsed();
+    if let Err(e) = written {
         let _ = f.set_len(prev);
         let _ = f.sync_all();
         return Err(SessionError::io(ctx(), e));
@@ -673,7 +677,7 @@ pub(crate) fn append_locked(
     if write_state_file {
         write_state(paths, &state)?;
     }
-    Ok((events, Cached { id, state }))
+    Ok((events, Cached { id, state }, synced))
 }
 
 fn read_first_line(path: &Path) -> Result<Vec<u8>, SessionError> {
@@ -815,7 +819,7 @@ pub fn append_events(
     let paths = SessionPaths::new(&journal);
     with_lock(&paths, opts, || {
         let (cached, repair) = ensure_state(&paths, None, opts)?;
-        let (events, _) = append_locked(&paths, &cached, inputs, opts, true)?;
+        let (events, _, _) = append_locked(&paths, &cached, inputs, opts, true)?;
         Ok(Outcome {
             value: events,
             repair,

@@ -94,6 +94,37 @@ impl PoolConfig {
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
+/// What a pool reports while it writes (metrics). Called on writer threads: must not block.
+pub trait PoolObserver: Send + Sync {
+    /// One batch's `write` + `fdatasync` took `elapsed`.
+    fn fsync(&self, elapsed: Duration);
+    /// An append written behind the request failed (its call was already answered).
+    fn behind_failed(&self);
+}
+
+/// The pool's observer, set at most once ([`JournalPool::observe`]).
+#[derive(Default)]
+struct Observer(OnceLock<Arc<dyn PoolObserver>>);
+
+impl Observer {
+    fn fsync(&self, elapsed: Duration) {
+        if let Some(o) = self.0.get() {
+            o.fsync(elapsed);
+        }
+    }
+
+    /// Answer an append; a failure whose caller does not wait ([`PoolWriter::append_behind`])
+    /// is logged and counted instead, so it is never silent.
+    fn answer(&self, reply: Reply<Appended>, r: Result<Appended, SessionError>) {
+        if let Err(Err(e)) = reply.send(r) {
+            tracing::error!(error = %e, "Session journal append failed (written behind the request).");
+            if let Some(o) = self.0.get() {
+                o.behind_failed();
+            }
+        }
+    }
+}
+
 enum Job {
     Open {
         session_id: String,
@@ -122,24 +153,13 @@ impl Job {
         !matches!(self, Job::Append { behind: true, .. })
     }
 
-    fn fail(self, e: SessionError) {
+    fn fail(self, e: SessionError, obs: &Observer) {
         match self {
             Job::Open { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
-            Job::Append { reply, .. } => answer(reply, Err(e)),
+            Job::Append { reply, .. } => obs.answer(reply, Err(e)),
         }
-    }
-}
-
-/// Answer an append; a failure whose caller does not wait ([`PoolWriter::append_behind`])
-/// is logged instead, so it is never silent.
-fn answer(
-    reply: oneshot::Sender<Result<Appended, SessionError>>,
-    r: Result<Appended, SessionError>,
-) {
-    if let Err(Err(e)) = reply.send(r) {
-        tracing::error!(error = %e, "Session journal append failed (written behind the request).");
     }
 }
 
@@ -222,6 +242,7 @@ struct Shared {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// Batches processed under one session-lock acquisition (an open is a batch of its own).
     batches: std::sync::atomic::AtomicU64,
+    observer: Observer,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -366,7 +387,7 @@ fn worker(shared: Arc<Shared>) {
                 failures,
             } => {
                 let n = jobs.len();
-                let res = process(&spec, &mut open, jobs, failures);
+                let res = process(&spec, &mut open, jobs, failures, &shared.observer);
                 if matches!(res, Processed::Done) {
                     shared
                         .batches
@@ -576,7 +597,13 @@ fn dup(e: &SessionError) -> SessionError {
     }
 }
 
-fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -> Processed {
+fn process(
+    spec: &Spec,
+    open: &mut OpenJournal,
+    jobs: Vec<Job>,
+    failures: u32,
+    obs: &Observer,
+) -> Processed {
     let paths = &spec.paths;
     let opts = &spec.cfg.options;
     // (try_acquire creates the journal's directory, shared with the lock file.)
@@ -588,12 +615,10 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
             for j in jobs {
                 let waited = now.duration_since(j.enqueued());
                 if waited >= opts.lock.timeout {
-                    j.fail(SessionLock::contention(
-                        paths,
-                        &opts.lock,
-                        waited,
-                        failures + 1,
-                    ));
+                    j.fail(
+                        SessionLock::contention(paths, &opts.lock, waited, failures + 1),
+                        obs,
+                    );
                 } else {
                     retry.push(j);
                 }
@@ -602,7 +627,7 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
         }
         Err(e) => {
             for j in jobs {
-                j.fail(dup(&e));
+                j.fail(dup(&e), obs);
             }
             return Processed::Done;
         }
@@ -627,12 +652,12 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
                     inputs.push(*input);
                     replies.push(reply);
                 }
-                Err(e) => answer(reply, Err(e)),
+                Err(e) => obs.answer(reply, Err(e)),
             },
         }
     }
     if !inputs.is_empty() {
-        match commit(spec, open, &inputs) {
+        match commit(spec, open, &inputs, obs) {
             Ok(answers) => {
                 for (reply, a) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(a));
@@ -640,7 +665,7 @@ fn process(spec: &Spec, open: &mut OpenJournal, jobs: Vec<Job>, failures: u32) -
             }
             Err(e) => {
                 for reply in replies {
-                    answer(reply, Err(dup(&e)));
+                    obs.answer(reply, Err(dup(&e)));
                 }
             }
         }
@@ -654,6 +679,7 @@ fn commit(
     spec: &Spec,
     open: &mut OpenJournal,
     inputs: &[AppendInput],
+    obs: &Observer,
 ) -> Result<Vec<Appended>, SessionError> {
     let (paths, opts) = (&spec.paths, &spec.cfg.options);
     let write_state = open.last_state_write.elapsed() >= STATE_WRITE_EVERY;
@@ -665,7 +691,10 @@ fn commit(
         }
     };
     let (events, cached) = match journal::append_locked(paths, &cached, inputs, opts, write_state) {
-        Ok(v) => v,
+        Ok((events, cached, synced)) => {
+            obs.fsync(synced);
+            (events, cached)
+        }
         Err(e) => {
             open.cache = None;
             return Err(e);
@@ -782,6 +811,12 @@ pub struct PoolStats {
 }
 
 impl JournalPool {
+    /// Report fsync latencies and failed write-behind appends to `o` (the first observer set
+    /// stays; later calls are ignored).
+    pub fn observe(&self, o: Arc<dyn PoolObserver>) {
+        let _ = self.shared.observer.0.set(o);
+    }
+
     /// Batches processed so far, each under one session-lock acquisition (diagnostics, tests).
     pub fn batches(&self) -> u64 {
         self.shared
@@ -799,6 +834,7 @@ impl JournalPool {
             space: Notify::new(),
             workers: Mutex::new(Vec::new()),
             batches: std::sync::atomic::AtomicU64::new(0),
+            observer: Observer::default(),
         });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {

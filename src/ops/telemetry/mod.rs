@@ -83,6 +83,7 @@ pub const MCP_SESSIONS_ACTIVE: &str = "gait_mcp_sessions_active";
 pub const SSE_STREAMS_ACTIVE: &str = "gait_mcp_sse_streams_active";
 pub const WRITER_QUEUE_DEPTH: &str = "gait_writer_queue_depth";
 pub const JOURNAL_FSYNC_DURATION: &str = "gait_journal_fsync_duration_seconds";
+pub const JOURNAL_BEHIND_FAILURES: &str = "gait_journal_behind_failures_total";
 pub const RETENTION_REMOVED: &str = "gait_retention_removed_files_total";
 pub const POLICY_RELOADS: &str = "gait_policy_reloads_total";
 pub const TELEMETRY_DROPPED: &str = "gait_telemetry_events_dropped_total";
@@ -158,7 +159,13 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef {
         name: JOURNAL_FSYNC_DURATION,
         kind: Kind::Histogram,
-        help: "Session journal fsync latency in seconds.",
+        help: "Session journal write + fdatasync latency per batch, in seconds.",
+        labels: &[],
+    },
+    MetricDef {
+        name: JOURNAL_BEHIND_FAILURES,
+        kind: Kind::Counter,
+        help: "Session journal appends written behind the request that failed after the call was answered.",
         labels: &[],
     },
     MetricDef {
@@ -256,6 +263,7 @@ pub struct Telemetry {
     tools: arc_swap::ArcSwap<ToolLabels>,
     reasons: arc_swap::ArcSwap<ToolLabels>,
     body_limit: Counter,
+    behind_failures: Counter,
     sessions: Gauge,
     sse: Gauge,
     fsync: Histogram,
@@ -297,25 +305,28 @@ impl Telemetry {
         }
         let recorder = b.build_recorder();
         let handle = recorder.handle();
-        let (body_limit, sessions, sse, fsync) = metrics::with_local_recorder(&recorder, || {
-            for m in METRICS {
-                match m.kind {
-                    Kind::Counter => metrics::describe_counter!(m.name, m.help),
-                    Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
-                    Kind::Histogram => {
-                        metrics::describe_histogram!(m.name, metrics::Unit::Seconds, m.help)
+        let (body_limit, behind_failures, sessions, sse, fsync) =
+            metrics::with_local_recorder(&recorder, || {
+                for m in METRICS {
+                    match m.kind {
+                        Kind::Counter => metrics::describe_counter!(m.name, m.help),
+                        Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+                        Kind::Histogram => {
+                            metrics::describe_histogram!(m.name, metrics::Unit::Seconds, m.help)
+                        }
                     }
                 }
-            }
-            (
-                metrics::counter!(BODY_LIMIT_REJECTIONS),
-                metrics::gauge!(MCP_SESSIONS_ACTIVE),
-                metrics::gauge!(SSE_STREAMS_ACTIVE),
-                metrics::histogram!(JOURNAL_FSYNC_DURATION),
-            )
-        });
+                (
+                    metrics::counter!(BODY_LIMIT_REJECTIONS),
+                    metrics::counter!(JOURNAL_BEHIND_FAILURES),
+                    metrics::gauge!(MCP_SESSIONS_ACTIVE),
+                    metrics::gauge!(SSE_STREAMS_ACTIVE),
+                    metrics::histogram!(JOURNAL_FSYNC_DURATION),
+                )
+            });
         // Render zero-valued series so the closed-enum families show up from the first scrape.
         body_limit.increment(0);
+        behind_failures.increment(0);
         sessions.set(0.0);
         sse.set(0.0);
         metrics::with_local_recorder(&recorder, || {
@@ -338,6 +349,7 @@ impl Telemetry {
             tools: arc_swap::ArcSwap::from_pointee(tools),
             reasons: arc_swap::ArcSwap::from_pointee(reasons),
             body_limit,
+            behind_failures,
             sessions,
             sse,
             fsync,
@@ -454,6 +466,10 @@ impl Telemetry {
         self.fsync.record(elapsed.as_secs_f64());
     }
 
+    pub fn journal_behind_failed(&self) {
+        self.behind_failures.increment(1);
+    }
+
     pub fn retention_removed(&self, class: &'static str, n: u64) {
         self.with(|| metrics::counter!(RETENTION_REMOVED, "class" => class).increment(n));
     }
@@ -465,6 +481,17 @@ impl Telemetry {
 
     pub fn telemetry_dropped(&self, stream: &'static str, n: u64) {
         self.with(|| metrics::counter!(TELEMETRY_DROPPED, "stream" => stream).increment(n));
+    }
+}
+
+/// The session journal pool reports its fsync latencies and failed write-behind appends here.
+impl crate::session::pool::PoolObserver for Telemetry {
+    fn fsync(&self, elapsed: Duration) {
+        self.journal_fsync(elapsed);
+    }
+
+    fn behind_failed(&self) {
+        self.journal_behind_failed();
     }
 }
 
