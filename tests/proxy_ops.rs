@@ -376,6 +376,122 @@ async fn journal_fsyncs_are_timed_and_a_failed_write_behind_append_is_counted() 
     g.shutdown().await;
 }
 
+async fn evaluate(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    let res = client.post(url).json(&body).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+fn warning<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
+    v["warnings"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|w| w.starts_with(prefix))
+}
+
+#[tokio::test]
+async fn evaluate_api_journals_named_sessions_and_checkpoints() {
+    let g = start_full(
+        None,
+        |c| {
+            c.allow_client_artifact_paths = true;
+            c.runpack_dir = Some(c.trace_dir.parent().unwrap().join("runpacks"));
+        },
+        |_| {},
+        true,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = g.url.replace("/mcp", "/v1/evaluate");
+    let sessions = g.dir.path().join("sessions");
+    let runpacks = g.dir.path().join("runpacks");
+    let call = |sid: Option<&str>| {
+        let mut c = json!({"name": "echo", "args": {"message": "hi"}});
+        if let Some(s) = sid {
+            c["context"] = json!({"session_id": s});
+        }
+        c
+    };
+
+    // Request session id, stable run id, a checkpoint every 2 events.
+    let mut traces = Vec::new();
+    for seq in 1..=2 {
+        let body = json!({"session_id": "s 1", "run_id": "run_a", "checkpoint_interval": 2,
+                          "call": call(None)});
+        let (status, v) = evaluate(&client, &url, body).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["session_id"], "s 1");
+        let journal = sessions.join("s_1.journal.jsonl");
+        assert_eq!(
+            warning(&v, "session_journal="),
+            Some(format!("session_journal={} sequence={seq}", journal.display()).as_str()),
+            "{v}"
+        );
+        traces.push(v["trace_path"].as_str().unwrap().to_string());
+        if seq == 2 {
+            let zip = runpacks.join("s_1_cp_000002.zip");
+            let w = warning(&v, "session_checkpoint=").expect("checkpoint warning");
+            assert!(
+                w.starts_with(&format!("session_checkpoint={} chain=", zip.display())),
+                "{w}"
+            );
+            assert!(zip.exists());
+        } else {
+            assert_eq!(warning(&v, "session_checkpoint="), None, "{v}");
+        }
+    }
+    let (model, _) = gait::session::read_journal(&sessions.join("s_1.journal.jsonl")).unwrap();
+    assert_eq!(model.header.session_id, "s 1");
+    assert_eq!(model.header.run_id, "run_a");
+    let paths: Vec<&str> = model.events.iter().map(|e| e.trace_path.as_str()).collect();
+    assert_eq!(paths, traces.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(model.events.iter().all(|e| !e.policy_id.is_empty()));
+
+    // Another run of the same session: Go's retry journal `<base>_<run>.journal.jsonl`.
+    let body = json!({"session_id": "s 1", "run_id": "run_b", "call": call(None)});
+    let (status, v) = evaluate(&client, &url, body).await;
+    assert_eq!(status, 200, "{v}");
+    let alt = sessions.join("s_1_run_b.journal.jsonl");
+    assert_eq!(
+        warning(&v, "session_journal="),
+        Some(format!("session_journal={} sequence=1", alt.display()).as_str())
+    );
+
+    // The call's own context.session_id, and a client-named journal.
+    let body =
+        json!({"run_id": "run_c", "call": call(Some("ctx")), "session_journal": "mine.jsonl"});
+    let (status, v) = evaluate(&client, &url, body).await;
+    assert_eq!(status, 200, "{v}");
+    let mine = sessions.join("mine.jsonl");
+    assert_eq!(
+        warning(&v, "session_journal="),
+        Some(format!("session_journal={} sequence=1", mine.display()).as_str())
+    );
+    assert_eq!(
+        gait::session::read_journal(&mine)
+            .unwrap()
+            .0
+            .header
+            .session_id,
+        "ctx"
+    );
+
+    // No session: nothing journaled.
+    let (status, v) = evaluate(&client, &url, json!({"call": call(None)})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(warning(&v, "session_journal="), None, "{v}");
+
+    // A journal that cannot be written: HTTP 400 with the evaluate error shape.
+    std::fs::create_dir_all(sessions.join("broken.journal.jsonl")).unwrap();
+    let body = json!({"session_id": "broken", "run_id": "run_x", "call": call(None)});
+    let (status, v) = evaluate(&client, &url, body).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    g.shutdown().await;
+}
+
 #[tokio::test]
 async fn policy_rate_limit_blocks_in_compat_mode() {
     let g = start(Some(RATE_POLICY), |_| {}, |_| {}).await;

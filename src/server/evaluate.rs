@@ -48,6 +48,25 @@ impl EvalRequest {
         Ok(req)
     }
 
+    /// The session to journal the decision in: `session_id`, else the call's
+    /// `context.session_id` (sessions.md §7).
+    pub fn session(&self) -> Option<String> {
+        let from_call = || {
+            self.call
+                .as_ref()?
+                .get("context")?
+                .get("session_id")?
+                .as_str()
+                .map(str::to_string)
+        };
+        self.session_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| from_call().filter(|s| !s.trim().is_empty()))
+    }
+
     fn envelope_path(&self) -> Option<&str> {
         self.call
             .as_ref()?
@@ -73,6 +92,8 @@ pub struct ArtifactPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct CheckedArtifacts {
     pub trace_path: Option<PathBuf>,
+    /// Client-chosen (and confined) session journal.
+    pub session_journal: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -126,6 +147,8 @@ impl ArtifactPolicy {
                 .map_err(|e| format!("request.{field}: {e}"))?;
             if field == "trace_path" {
                 out.trace_path = Some(confined);
+            } else if field == "session_journal" {
+                out.session_journal = Some(confined);
             } else {
                 out.warnings.push(format!(
                     "request.{field} accepted but not acted on by this server build"

@@ -59,6 +59,12 @@ pub struct EvalOutcome {
     /// Client-chosen (and confined) trace path.
     pub trace_path: Option<PathBuf>,
     pub warnings: Vec<String>,
+    /// The session the decision is journaled in (request `session_id`, else the call's).
+    pub session_id: Option<String>,
+    /// Client-chosen (and confined) session journal.
+    pub session_journal: Option<PathBuf>,
+    /// Checkpoint every this many events (0: never).
+    pub checkpoint_interval: i64,
 }
 
 /// The request extension carrying decisions inward.
@@ -413,6 +419,9 @@ async fn gate_eval(
         decision,
         trace_path: checked.trace_path,
         warnings: checked.warnings,
+        session_id: parsed.session(),
+        session_journal: checked.session_journal,
+        checkpoint_interval: parsed.checkpoint_interval.unwrap_or(0).max(0),
     })
 }
 

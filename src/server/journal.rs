@@ -28,19 +28,19 @@
 //! client cannot make gait create journals for ids it invents.
 
 use super::decide::Decision;
-use super::error::{BoxResponse, ResBody, json_response};
-use super::gate::GateOutcome;
+use super::error::{BoxResponse, ResBody, json_response, reject};
+use super::gate::{EvalOutcome, GateOutcome};
 use super::jsonrpc;
-use super::record::CallTracePaths;
+use super::record::{CallTracePaths, TracePath};
 use crate::session::{
-    AppendInput, JournalPool, JournalWriter, JournalWriterConfig, Options, PoolConfig, PoolStats,
-    ProcessEnv, SessionError, naming,
+    AppendInput, CheckpointOptions, JournalPool, JournalWriter, JournalWriterConfig, Options,
+    PoolConfig, PoolStats, ProcessEnv, SessionError, naming,
 };
 use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -81,6 +81,9 @@ impl Issued {
     }
 }
 
+/// An evaluate-API journal writer's key: (journal, session id, run id).
+type EvalKey = (PathBuf, String, String);
+
 /// The open journal writers of one server.
 #[derive(Debug)]
 pub struct Journals {
@@ -91,6 +94,8 @@ pub struct Journals {
     /// `Err`: the pool's threads could not be started (every append is refused with it).
     pool: Result<JournalPool, String>,
     writers: Mutex<HashMap<String, (JournalWriter, Instant)>>,
+    /// Writers of evaluate-API journals, by (journal, session id, run id).
+    eval_writers: Mutex<HashMap<EvalKey, (JournalWriter, Instant)>>,
     issued: parking_lot::Mutex<Issued>,
     max_issued: usize,
     /// Appends are written behind the request (see the module docs).
@@ -134,6 +139,7 @@ impl Journals {
             options: Options::default(),
             pool: pool.map_err(|e| e.to_string()),
             writers: Mutex::new(HashMap::new()),
+            eval_writers: Mutex::new(HashMap::new()),
             issued: parking_lot::Mutex::default(),
             max_issued: MAX_ISSUED,
             behind: false,
@@ -245,10 +251,21 @@ impl Journals {
                 other => other?,
             };
         let mut map = self.writers.lock().await;
+        Ok(self.keep(&mut map, session_id.to_string(), opened))
+    }
+
+    /// Cache `opened` under `key` (an equal writer cached meanwhile wins), dropping writers
+    /// idle longer than `idle` and, beyond `max_open`, the least recently used.
+    fn keep<K: std::hash::Hash + Eq + Clone>(
+        &self,
+        map: &mut HashMap<K, (JournalWriter, Instant)>,
+        key: K,
+        opened: JournalWriter,
+    ) -> JournalWriter {
         let now = Instant::now();
-        if let Some((w, used)) = map.get_mut(session_id) {
+        if let Some((w, used)) = map.get_mut(&key) {
             *used = now;
-            return Ok(w.clone());
+            return w.clone();
         }
         let idle = self.idle;
         map.retain(|_, (_, used)| now.duration_since(*used) < idle);
@@ -262,8 +279,86 @@ impl Journals {
                 None => break,
             };
         }
-        map.insert(session_id.to_string(), (opened.clone(), now));
-        Ok(opened)
+        map.insert(key, (opened.clone(), now));
+        opened
+    }
+
+    /// Append an evaluate-API decision to its session journal and wait until it is durable
+    /// (sessions.md §7): `client_path` (already confined) or `<session-dir>/<base>.journal.jsonl`,
+    /// started with `run_id`; when that journal belongs to another session or run and the path
+    /// was not the client's, `<base>_<run>.journal.jsonl`. Returns the journal and the sequence.
+    pub async fn append_eval(
+        &self,
+        session_id: &str,
+        run_id: &str,
+        client_path: Option<PathBuf>,
+        input: AppendInput,
+    ) -> Result<(PathBuf, i64), SessionError> {
+        let client_given = client_path.is_some();
+        let primary = client_path.unwrap_or_else(|| naming::journal_path(&self.dir, session_id));
+        let key = |p: &PathBuf| (p.clone(), session_id.to_string(), run_id.to_string());
+        let cached = self
+            .eval_writers
+            .lock()
+            .await
+            .get_mut(&key(&primary))
+            .map(|(w, used)| {
+                *used = Instant::now();
+                w.clone()
+            });
+        let (path, w) = match cached {
+            Some(w) => (w.journal_path().to_path_buf(), w),
+            None => {
+                let pool = self.pool()?;
+                let open =
+                    |p: PathBuf| JournalWriter::open_in(pool, self.config(p, session_id, run_id));
+                let (path, opened) = match open(primary.clone()).await {
+                    Err(e) if !client_given && naming::is_identity_conflict(&e) => {
+                        let alt = naming::journal_path_for_run(&self.dir, session_id, run_id);
+                        (alt.clone(), open(alt).await?)
+                    }
+                    other => (primary.clone(), other?),
+                };
+                let mut map = self.eval_writers.lock().await;
+                let w = self.keep(&mut map, key(&path), opened);
+                if path != primary {
+                    // the next request names the primary journal again: skip its conflict
+                    self.keep(&mut map, key(&primary), w.clone());
+                }
+                (path, w)
+            }
+        };
+        let appended = w.append(input).await?;
+        Ok((path, appended.sequence))
+    }
+
+    /// The journal event of an evaluate-API decision: the MCP fields plus the policy's id,
+    /// version and matched rules from the decision output.
+    pub fn eval_input(d: &Decision, trace_path: String) -> AppendInput {
+        let text = |k: &str| {
+            d.output
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let matched_rule_ids = d
+            .output
+            .get("matched_rule_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        AppendInput {
+            policy_id: text("policy_id"),
+            policy_version: text("policy_version"),
+            matched_rule_ids,
+            ..Self::input(d, trace_path)
+        }
     }
 
     /// Append one decided call; resolves once it is durable, with its sequence.
@@ -308,15 +403,26 @@ impl Journals {
     }
 }
 
-/// Appends every decided `tools/call` of a session-bound MCP POST before it goes inward.
+/// Appends every decided `tools/call` of a session-bound MCP POST before it goes inward, and
+/// an evaluate-API decision that names a session (with its checkpoint when one is due).
 #[derive(Debug, Clone)]
 pub struct JournalLayer {
     journals: Option<Arc<Journals>>,
+    runpack_dir: Option<Arc<PathBuf>>,
 }
 
 impl JournalLayer {
     pub fn new(journals: Option<Arc<Journals>>) -> Self {
-        JournalLayer { journals }
+        JournalLayer {
+            journals,
+            runpack_dir: None,
+        }
+    }
+
+    /// Where evaluate-API checkpoints (`checkpoint_interval`) are written; none without it.
+    pub fn with_runpack_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.runpack_dir = dir.map(Arc::new);
+        self
     }
 }
 
@@ -326,6 +432,7 @@ impl<S> Layer<S> for JournalLayer {
         JournalAppend {
             inner,
             journals: self.journals.clone(),
+            runpack_dir: self.runpack_dir.clone(),
         }
     }
 }
@@ -334,6 +441,58 @@ impl<S> Layer<S> for JournalLayer {
 pub struct JournalAppend<S> {
     inner: S,
     journals: Option<Arc<Journals>>,
+    runpack_dir: Option<Arc<PathBuf>>,
+}
+
+/// Journal an evaluate-API decision that names a session (sessions.md §7); the warnings for
+/// the response, or the 400 every session error gives.
+async fn journal_eval(
+    j: &Journals,
+    runpack_dir: Option<&Path>,
+    o: &EvalOutcome,
+    trace_path: String,
+) -> Result<Vec<String>, Response<ResBody>> {
+    let Some(sid) = o.session_id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        tracing::warn!(session_id = %sid, error = %e, "Evaluate session journal failed.");
+        reject(
+            StatusCode::BAD_REQUEST,
+            "session_journal_failed",
+            e.to_string(),
+        )
+    };
+    let d = &o.decision;
+    let input = Journals::eval_input(d, trace_path);
+    let (path, seq) = j
+        .append_eval(sid, &d.run_id, o.session_journal.clone(), input)
+        .await
+        .map_err(|e| bad(&e))?;
+    let mut warnings = vec![format!("session_journal={} sequence={seq}", path.display())];
+    let interval = o.checkpoint_interval;
+    if interval > 0
+        && seq % interval == 0
+        && let Some(dir) = runpack_dir
+    {
+        let zip = naming::checkpoint_zip_path(dir, sid, seq);
+        let copts = CheckpointOptions {
+            base: j.options.clone(),
+            ..CheckpointOptions::default()
+        };
+        let (journal, out) = (path.clone(), zip.clone());
+        let done =
+            tokio::task::spawn_blocking(move || crate::session::checkpoint(&journal, &out, &copts))
+                .await
+                .map_err(|e| bad(&e))?
+                .map_err(|e| bad(&e))?;
+        warnings.push(format!(
+            "session_checkpoint={} chain={}",
+            zip.display(),
+            done.chain_path.display()
+        ));
+    }
+    Ok(warnings)
 }
 
 /// The refusal for a failed append: the session error's status (503 + `Retry-After` for lock
@@ -389,7 +548,32 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let journals = self.journals.clone();
+        let runpack_dir = self.runpack_dir.clone();
         Box::pin(async move {
+            let mut req = req;
+            let eval = match req.extensions().get::<GateOutcome>() {
+                Some(GateOutcome::Eval(o)) if o.session_id.is_some() => Some((
+                    o.clone(),
+                    req.extensions()
+                        .get::<TracePath>()
+                        .map(|p| p.0.display().to_string())
+                        .unwrap_or_default(),
+                )),
+                _ => None,
+            };
+            if let (Some(j), Some((o, trace_path))) = (&journals, eval) {
+                let dir = runpack_dir.as_deref().map(PathBuf::as_path);
+                match journal_eval(j, dir, &o, trace_path).await {
+                    Ok(w) => {
+                        if let Some(GateOutcome::Eval(o)) =
+                            req.extensions_mut().get_mut::<GateOutcome>()
+                        {
+                            o.warnings.extend(w);
+                        }
+                    }
+                    Err(res) => return Ok(res),
+                }
+            }
             let session = req
                 .headers()
                 .get("mcp-session-id")

@@ -274,7 +274,10 @@ pub fn stack(
             ),
         )
         // journal every decided call of an MCP session before it goes on (durable first)
-        .layer(journal::JournalLayer::new(rt.journals.clone()))
+        .layer(
+            journal::JournalLayer::new(rt.journals.clone())
+                .with_runpack_dir(cfg.runpack_dir.clone()),
+        )
         // answer denials; map statuses
         .layer(verdict::VerdictLayer::new(cfg.http_verdict_status))
         .service(router::Endpoints::new(forwarder, rt.gate.clone()));
