@@ -382,6 +382,25 @@ async fn evaluate(client: &reqwest::Client, url: &str, body: Value) -> (u16, Val
     (status, res.json().await.unwrap())
 }
 
+/// POST `body` to the evaluate API; asserts HTTP 200 and the warning naming `journal` at
+/// `seq`; returns the response.
+async fn evaluate_journaled(
+    client: &reqwest::Client,
+    url: &str,
+    body: Value,
+    journal: &Path,
+    seq: i64,
+) -> Value {
+    let (status, v) = evaluate(client, url, body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        warning(&v, "session_journal="),
+        Some(format!("session_journal={} sequence={seq}", journal.display()).as_str()),
+        "{v}"
+    );
+    v
+}
+
 fn warning<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
     v["warnings"]
         .as_array()?
@@ -419,15 +438,9 @@ async fn evaluate_api_journals_named_sessions_and_checkpoints() {
     for seq in 1..=2 {
         let body = json!({"session_id": "s 1", "run_id": "run_a", "checkpoint_interval": 2,
                           "call": call(None)});
-        let (status, v) = evaluate(&client, &url, body).await;
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["session_id"], "s 1");
         let journal = sessions.join("s_1.journal.jsonl");
-        assert_eq!(
-            warning(&v, "session_journal="),
-            Some(format!("session_journal={} sequence={seq}", journal.display()).as_str()),
-            "{v}"
-        );
+        let v = evaluate_journaled(&client, &url, body, &journal, seq).await;
+        assert_eq!(v["session_id"], "s 1");
         traces.push(v["trace_path"].as_str().unwrap().to_string());
         if seq == 2 {
             let zip = runpacks.join("s_1_cp_000002.zip");
@@ -450,24 +463,14 @@ async fn evaluate_api_journals_named_sessions_and_checkpoints() {
 
     // Another run of the same session: Go's retry journal `<base>_<run>.journal.jsonl`.
     let body = json!({"session_id": "s 1", "run_id": "run_b", "call": call(None)});
-    let (status, v) = evaluate(&client, &url, body).await;
-    assert_eq!(status, 200, "{v}");
     let alt = sessions.join("s_1_run_b.journal.jsonl");
-    assert_eq!(
-        warning(&v, "session_journal="),
-        Some(format!("session_journal={} sequence=1", alt.display()).as_str())
-    );
+    evaluate_journaled(&client, &url, body, &alt, 1).await;
 
     // The call's own context.session_id, and a client-named journal.
     let body =
         json!({"run_id": "run_c", "call": call(Some("ctx")), "session_journal": "mine.jsonl"});
-    let (status, v) = evaluate(&client, &url, body).await;
-    assert_eq!(status, 200, "{v}");
     let mine = sessions.join("mine.jsonl");
-    assert_eq!(
-        warning(&v, "session_journal="),
-        Some(format!("session_journal={} sequence=1", mine.display()).as_str())
-    );
+    evaluate_journaled(&client, &url, body, &mine, 1).await;
     assert_eq!(
         gait::session::read_journal(&mine)
             .unwrap()

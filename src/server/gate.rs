@@ -406,20 +406,22 @@ async fn gate_eval(
         ops.telemetry.decision(decision.verdict, reason);
         ops.telemetry.tool_call(&tool, decision.verdict);
     }
-    if let Some(s) = parsed.session_id.as_deref().filter(|s| !s.is_empty())
-        && decision.session_id.is_none()
+    // The session the decision is journaled in is the one the response names.
+    let session_id = parsed.session();
+    if let Some(s) = &session_id
+        && decision.session_id.as_ref() != Some(s)
     {
-        decision.session_id = Some(s.to_string());
+        decision.session_id = Some(s.clone());
         decision
             .output
-            .insert("session_id".into(), s.to_string().into());
+            .insert("session_id".into(), s.clone().into());
     }
     Ok(EvalOutcome {
         format,
         decision,
         trace_path: checked.trace_path,
         warnings: checked.warnings,
-        session_id: parsed.session(),
+        session_id,
         session_journal: checked.session_journal,
         checkpoint_interval: parsed.checkpoint_interval.unwrap_or(0).max(0),
     })

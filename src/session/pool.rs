@@ -198,23 +198,21 @@ struct Slot {
 }
 
 impl Slot {
-    /// A lingering journal must be taken now: its newest job is waited for, the queue holds a
-    /// batch, or it is closing. (Checks only the newest job: an older waited-for job would
-    /// already have ended the linger.)
-    fn must_not_linger(&self, shutdown: bool) -> bool {
-        shutdown
-            || self.close
-            || self.queue.len() >= self.spec.cfg.max_batch.max(1)
-            || self.queue.back().is_some_and(Job::waited_for)
+    /// Nothing more is worth waiting for: the queue holds a batch, or the journal is closing.
+    fn full_or_closing(&self, shutdown: bool) -> bool {
+        shutdown || self.close || self.queue.len() >= self.spec.cfg.max_batch.max(1)
     }
 
-    /// When the queue holds only write-behind appends (fewer than a batch, no close, no
-    /// shutdown): the instant its oldest one has waited [`BEHIND_LINGER`], if still ahead.
+    /// A lingering journal must be taken now: full, closing, or its newest job is waited for.
+    /// (Only the newest: an older waited-for job would already have ended the linger.)
+    fn must_not_linger(&self, shutdown: bool) -> bool {
+        self.full_or_closing(shutdown) || self.queue.back().is_some_and(Job::waited_for)
+    }
+
+    /// When the queue holds only write-behind appends (and is neither full nor closing): the
+    /// instant its oldest one has waited [`BEHIND_LINGER`], if still ahead.
     fn linger_until(&self, shutdown: bool) -> Option<Instant> {
-        if shutdown || self.close || self.queue.len() >= self.spec.cfg.max_batch.max(1) {
-            return None;
-        }
-        if self.queue.iter().any(Job::waited_for) {
+        if self.full_or_closing(shutdown) || self.queue.iter().any(Job::waited_for) {
             return None;
         }
         let at = self.queue.front()?.enqueued() + BEHIND_LINGER;
@@ -232,6 +230,8 @@ struct Inner {
     busy_count: usize,
     shutdown: bool,
     next_idle_scan: Option<Instant>,
+    /// Batches processed ([`PoolStats::batches`]).
+    batches: u64,
 }
 
 struct Shared {
@@ -240,8 +240,6 @@ struct Shared {
     work: Condvar,
     space: Notify,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    /// Batches processed under one session-lock acquisition (an open is a batch of its own).
-    batches: std::sync::atomic::AtomicU64,
     observer: Observer,
 }
 
@@ -388,13 +386,11 @@ fn worker(shared: Arc<Shared>) {
             } => {
                 let n = jobs.len();
                 let res = process(&spec, &mut open, jobs, failures, &shared.observer);
-                if matches!(res, Processed::Done) {
-                    shared
-                        .batches
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
                 let mut inner = lock(&shared.inner);
                 inner.busy_count -= 1;
+                if matches!(res, Processed::Done) {
+                    inner.batches += 1;
+                }
                 let now = Instant::now();
                 let completed = match res {
                     Processed::Done => n,
@@ -808,6 +804,9 @@ pub struct PoolStats {
     pub queued: usize,
     /// Shutdown has begun (new jobs are refused).
     pub shutting_down: bool,
+    /// Batches processed so far, each under one session-lock acquisition (an open is a
+    /// batch of its own).
+    pub batches: u64,
 }
 
 impl JournalPool {
@@ -815,13 +814,6 @@ impl JournalPool {
     /// stays; later calls are ignored).
     pub fn observe(&self, o: Arc<dyn PoolObserver>) {
         let _ = self.shared.observer.0.set(o);
-    }
-
-    /// Batches processed so far, each under one session-lock acquisition (diagnostics, tests).
-    pub fn batches(&self) -> u64 {
-        self.shared
-            .batches
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start a pool with `cfg.threads` writer threads.
@@ -833,7 +825,6 @@ impl JournalPool {
             work: Condvar::new(),
             space: Notify::new(),
             workers: Mutex::new(Vec::new()),
-            batches: std::sync::atomic::AtomicU64::new(0),
             observer: Observer::default(),
         });
         let mut handles = Vec::with_capacity(threads);
@@ -885,6 +876,7 @@ impl JournalPool {
             open: inner.open_count,
             queued: inner.queued,
             shutting_down: inner.shutdown,
+            batches: inner.batches,
         }
     }
 

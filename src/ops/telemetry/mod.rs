@@ -42,17 +42,8 @@ impl<V: Clone> ByLabel<V> {
     }
 }
 
-/// One [`ByLabel`] per verdict.
-type ByVerdict = [ByLabel<Counter>; 4];
-
-fn verdict_index(v: crate::Verdict) -> usize {
-    match v {
-        crate::Verdict::Allow => 0,
-        crate::Verdict::DryRun => 1,
-        crate::Verdict::RequireApproval => 2,
-        crate::Verdict::Block => 3,
-    }
-}
+/// One [`ByLabel`] per verdict, indexed by `verdict as usize`.
+type ByVerdict = [ByLabel<Counter>; crate::Verdict::ALL.len()];
 
 /// Kind of a declared metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,7 +393,7 @@ impl Telemetry {
     pub fn decision(&self, verdict: crate::Verdict, reason: Option<&str>) {
         let reasons = self.reasons.load();
         let reason = reason.map(|r| reasons.label(r)).unwrap_or("none");
-        let c = self.decisions[verdict_index(verdict)].get(reason, || {
+        let c = self.decisions[verdict as usize].get(reason, || {
             let reason = reason.to_string();
             self.with(|| {
                 metrics::counter!(GATE_DECISIONS, "verdict" => verdict.as_str(), "reason" => reason)
@@ -415,7 +406,7 @@ impl Telemetry {
     pub fn tool_call(&self, tool: &str, verdict: crate::Verdict) {
         let tools = self.tools.load();
         let tool = tools.label(tool);
-        let c = self.tool_calls[verdict_index(verdict)].get(tool, || {
+        let c = self.tool_calls[verdict as usize].get(tool, || {
             let tool = tool.to_string();
             self.with(
                 || metrics::counter!(TOOL_CALLS, "tool" => tool, "verdict" => verdict.as_str()),

@@ -149,7 +149,7 @@ async fn written_behind_appends_are_gathered_into_few_batches_and_a_waited_appen
     let p = pool(1, 8, Duration::from_secs(3600), 10_000);
     let j = dir.path().join("b.journal.jsonl");
     let w = p.open(cfg(&j, "b")).await.unwrap();
-    let before = p.batches();
+    let before = p.stats().batches;
     for i in 0..40 {
         w.append_behind(input(&format!("b{i:02}"))).await.unwrap();
         // a worker without a linger takes the journal between two appends
@@ -158,7 +158,7 @@ async fn written_behind_appends_are_gathered_into_few_batches_and_a_waited_appen
     // a waited-for append takes the journal at once, with every append queued before it
     let last = w.append(input("durable")).await.unwrap();
     assert_eq!(last.sequence, 41);
-    let batches = p.batches() - before;
+    let batches = p.stats().batches - before;
     assert!(
         batches <= 10,
         "41 appends took {batches} batches: write-behind appends were not gathered"
