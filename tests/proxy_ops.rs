@@ -285,6 +285,15 @@ async fn metrics_count_exactly_and_session_journal_has_every_call() {
         ),
         0.0
     );
+    // One trace per decided call, written behind the answers (sampled once a second).
+    let tw = "gait_trace_writes_total";
+    let m = scrape_until(g.admin.unwrap(), |m| {
+        value(m, tw, &[("result", "written")]) >= 4.0
+    })
+    .await;
+    assert_eq!(value(&m, tw, &[("result", "written")]), 4.0);
+    assert_eq!(value(&m, tw, &[("result", "failed")]), 0.0);
+    assert_eq!(value(&m, tw, &[("result", "queue_timeout")]), 0.0);
 
     let dir = g.shutdown().await;
     // The journal: one event per decided call, sequences 1..=4, in call order.

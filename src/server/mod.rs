@@ -343,7 +343,7 @@ pub async fn serve_with(
         telemetry.clone(),
     ));
     if let Some(t) = telemetry {
-        tracker.spawn(queue_depth_task(writer.clone(), t, stop.clone()));
+        tracker.spawn(writer_stats_task(writer.clone(), t, stop.clone()));
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = Arc::new(Semaphore::new(cfg.max_connections));
@@ -605,14 +605,20 @@ async fn reload_task(
     }
 }
 
-/// Sample the trace writer's queue depth once a second (off the request path).
-async fn queue_depth_task(
+/// Sample the trace writer's queue depth and write counts once a second (off the request path).
+async fn writer_stats_task(
     writer: writer::TraceWriter,
     telemetry: Arc<crate::ops::telemetry::Telemetry>,
     stop: CancellationToken,
 ) {
     loop {
         telemetry.queue_depth("trace", writer.queue_depth());
+        let s = writer.stats();
+        telemetry.trace_writes([
+            s.written.load(std::sync::atomic::Ordering::Relaxed),
+            s.failed.load(std::sync::atomic::Ordering::Relaxed),
+            s.queue_timeouts.load(std::sync::atomic::Ordering::Relaxed),
+        ]);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -75,6 +75,7 @@ pub const SSE_STREAMS_ACTIVE: &str = "gait_mcp_sse_streams_active";
 pub const WRITER_QUEUE_DEPTH: &str = "gait_writer_queue_depth";
 pub const JOURNAL_FSYNC_DURATION: &str = "gait_journal_fsync_duration_seconds";
 pub const JOURNAL_BEHIND_FAILURES: &str = "gait_journal_behind_failures_total";
+pub const TRACE_WRITES: &str = "gait_trace_writes_total";
 pub const RETENTION_REMOVED: &str = "gait_retention_removed_files_total";
 pub const POLICY_RELOADS: &str = "gait_policy_reloads_total";
 pub const TELEMETRY_DROPPED: &str = "gait_telemetry_events_dropped_total";
@@ -160,6 +161,12 @@ pub const METRICS: &[MetricDef] = &[
         labels: &[],
     },
     MetricDef {
+        name: TRACE_WRITES,
+        kind: Kind::Counter,
+        help: "Trace records by outcome: written, failed (I/O or serialization), queue_timeout (refused after the bounded queue wait).",
+        labels: &["result"],
+    },
+    MetricDef {
         name: RETENTION_REMOVED,
         kind: Kind::Counter,
         help: "Files removed by retention sweeps, by class.",
@@ -187,6 +194,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub const FSYNC_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+
+/// The `result` label values of [`TRACE_WRITES`].
+pub const TRACE_WRITE_RESULTS: [&str; 3] = ["written", "failed", "queue_timeout"];
 
 /// Label value used for anything outside a bounded set.
 pub const OTHER: &str = "_other";
@@ -330,6 +340,9 @@ impl Telemetry {
             for r in ["missing", "invalid"] {
                 metrics::counter!(AUTH_REJECTIONS, "reason" => r).increment(0);
             }
+            for r in TRACE_WRITE_RESULTS {
+                metrics::counter!(TRACE_WRITES, "result" => r).increment(0);
+            }
             for c in ["trace", "runpack", "pack", "session"] {
                 metrics::counter!(RETENTION_REMOVED, "class" => c).increment(0);
             }
@@ -451,6 +464,16 @@ impl Telemetry {
     /// `writer` is one of a fixed set (`trace`, `journal`, `telemetry`).
     pub fn queue_depth(&self, writer: &'static str, depth: usize) {
         self.with(|| metrics::gauge!(WRITER_QUEUE_DEPTH, "writer" => writer).set(depth as f64));
+    }
+
+    /// The trace writer's cumulative counts, in [`TRACE_WRITE_RESULTS`] order (sampled off
+    /// the request path: the writer threads only bump atomics).
+    pub fn trace_writes(&self, totals: [u64; 3]) {
+        self.with(|| {
+            for (r, n) in TRACE_WRITE_RESULTS.into_iter().zip(totals) {
+                metrics::counter!(TRACE_WRITES, "result" => r).absolute(n);
+            }
+        });
     }
 
     pub fn journal_fsync(&self, elapsed: Duration) {
