@@ -111,6 +111,41 @@ def start_bare(h, up):
     return p
 
 
+def fs_probe(d, n=200):
+    """CPU µs to create one trace-sized file the way gait does (O_TMPFILE + linkat, else temp
+    file + rename) in `d`, median of `n`. On ext4 without a journal, inode allocation skips
+    inodes deleted in the last minutes, so right after mass deletions (a test suite's temp
+    dirs, retention) this climbs from tens of µs to about a millisecond: the trace-file rows
+    then measure the file system, and this number says so."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    probe = os.path.join(d, ".fs-probe")
+    os.makedirs(probe, exist_ok=True)
+    data = b"x" * 2400
+    times = []
+    try:
+        for i in range(n):
+            dst = os.path.join(probe, f"p{i}.json")
+            t = time.process_time()
+            try:
+                fd = os.open(probe, os.O_WRONLY | os.O_TMPFILE, 0o600)
+                os.write(fd, data)
+                ok = libc.linkat(-100, f"/proc/self/fd/{fd}".encode(), -100, dst.encode(), 0x400) == 0
+                os.close(fd)
+            except (OSError, AttributeError):
+                ok = False
+            if not ok:
+                tmp = dst + ".tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, dst)
+            times.append(time.process_time() - t)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    times.sort()
+    return {"files": n, "median_us": round(times[n // 2] * 1e6, 1), "p90_us": round(times[n * 9 // 10] * 1e6, 1)}
+
+
 def session_for(url, token=None):
     """Initialize through `url` (so each path gets the session id it would really use)."""
     s = mc.Session(url, token=token)
@@ -217,7 +252,7 @@ def main(argv):
         paths["gait_nosession"] = paths["gait"]
         sessions["gait_nosession"] = ""
     res = {"upstream": a.upstream, "seconds": seconds, "connections": a.connections,
-           "cpus": os.cpu_count(), "paths": {}}
+           "cpus": os.cpu_count(), "paths": {}, "fs_probe": {"before": fs_probe(wd)}}
     for k, u in paths.items():  # short warm-up so pools and caches are filled
         wrk(h, u, 4, 1, sessions[k])
     for k, u in paths.items():
@@ -226,6 +261,7 @@ def main(argv):
         res["paths"][k] = {"c1": one, f"c{a.connections}": many}
         h.info(f"{k:6s} c1 {one['rps']:9.0f} req/s p50 {one['lat_p50_us']} us p99 {one['lat_p99_us']} us | "
                f"c{a.connections} {many['rps']:9.0f} req/s p99 {many['lat_p99_us']} us err {many['error_rate']:.4f}")
+    res["fs_probe"]["after"] = fs_probe(wd)
     h.stop(ngx)
     if bare is not None:
         h.stop(bare)
@@ -283,6 +319,12 @@ def table(res):
     lines.append(f"\ngait RSS: {m.get('rss_kib_idle', 0) / 1024:.1f} MiB idle, {m.get('rss_kib', 0) / 1024:.1f} MiB with "
                  f"{m.get('sessions')} open sessions ({m.get('failures')} failed to open); upstream={res['upstream']}, "
                  f"{res['seconds']} s per run, {res['cpus']} CPUs shared by wrk, proxy and upstream")
+    fp = res.get("fs_probe", {})
+    if fp:
+        lines.append("trace-file creation in the trace dir's file system (O_TMPFILE + linkat, CPU per file, median): "
+                     f"{fp.get('before', {}).get('median_us')} µs before the runs, "
+                     f"{fp.get('after', {}).get('median_us')} µs after (tens of µs is a healthy file system; "
+                     "hundreds mean inode allocation is skipping recently deleted inodes, ext4 without a journal)")
     return "\n".join(lines)
 
 
