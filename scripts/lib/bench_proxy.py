@@ -146,6 +146,30 @@ def fs_probe(d, n=1000):
     return {"files": n, "median_us": round(times[n // 2] * 1e6, 1), "p90_us": round(times[n * 9 // 10] * 1e6, 1)}
 
 
+def drain(admin_port, limit_s=60.0):
+    """Wait (bounded) until a gait's trace queue is empty, so a run does not start behind the
+    previous run's backlog (the writer never drops: a full queue holds requests back). Reads
+    `gait_writer_queue_depth{writer="trace"}` (sampled once a second) until it is 0 twice in a
+    row; returns the seconds waited, or None when the admin endpoint cannot be read."""
+    import urllib.request
+    t0 = time.monotonic()
+    zeros = 0
+    while time.monotonic() - t0 < limit_s:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        m = re.search(r'^gait_writer_queue_depth\{writer="trace"\} (\S+)$', text, re.M)
+        if m is None:
+            return None
+        zeros = zeros + 1 if float(m.group(1)) == 0 else 0
+        if zeros >= 2:
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - t0, 1)
+
+
 def session_for(url, token=None):
     """Initialize through `url` (so each path gets the session id it would really use)."""
     s = mc.Session(url, token=token)
@@ -234,17 +258,21 @@ def main(argv):
         # reported, not budgeted: what any hyper reverse proxy costs on this machine
         paths["bare"] = f"http://127.0.0.1:{bare.port}/mcp"
     g = gs = None
+    admin = {}  # path -> admin port of the gait serving it
     if not a.no_gait:
-        g = h.start_gait("gait", gait_args, cwd=wd)
+        admin["gait"] = mc.free_port()
+        g = h.start_gait("gait", [*gait_args, "--admin-listen", f"127.0.0.1:{admin['gait']}"], cwd=wd)
         paths["gait"] = g.url("/mcp")
         # reported, not budgeted: the same with --trace-sink segments (one append per writer
         # batch instead of one trace file per decision), inside an MCP session like `gait`
         wds = h.dir("gait-seg")
         h.write(os.path.join(wds, ".gait", "config.yaml"),
                 "retention:\n  sweep_interval: 2s\n  trace:\n    max_count: 200\n")
+        admin["gait_segments"] = mc.free_port()
         gs = h.start_gait("gait-seg", [
             "--policy", gait_args[1], "--upstream", up.url(), "--trace-dir", h.dir("gait-seg", "traces"),
-            "--session-dir", h.dir("gait-seg", "sessions"), "--trace-sink", "segments"], cwd=wds)
+            "--session-dir", h.dir("gait-seg", "sessions"), "--trace-sink", "segments",
+            "--admin-listen", f"127.0.0.1:{admin['gait_segments']}"], cwd=wds)
         paths["gait_segments"] = gs.url("/mcp")
     sessions = {k: session_for(u) for k, u in paths.items()}
     if g is not None:
@@ -252,14 +280,25 @@ def main(argv):
         # (no fsync wait per call), the configuration scripts/bench_proxy.sh measures.
         paths["gait_nosession"] = paths["gait"]
         sessions["gait_nosession"] = ""
+        admin["gait_nosession"] = admin["gait"]
     res = {"upstream": a.upstream, "seconds": seconds, "connections": a.connections,
            "cpus": os.cpu_count(), "paths": {}, "fs_probe": {"before": fs_probe(traces)}}
     for k, u in paths.items():  # short warm-up so pools and caches are filled
         wrk(h, u, 4, 1, sessions[k])
+    res["drain_waits_s"] = {}
     for k, u in paths.items():
+        # Every run starts with an empty trace queue: gait and gait_nosession are one process,
+        # and a run that outpaced the trace writer leaves a backlog the next run would wait on.
+        waits = []
+        if k in admin:
+            waits.append(drain(admin[k]))
         one = wrk(h, u, 1, seconds, sessions[k])
+        if k in admin:
+            waits.append(drain(admin[k]))
         many = wrk(h, u, a.connections, seconds, sessions[k])
         res["paths"][k] = {"c1": one, f"c{a.connections}": many}
+        if waits:
+            res["drain_waits_s"][k] = waits
         h.info(f"{k:6s} c1 {one['rps']:9.0f} req/s p50 {one['lat_p50_us']} us p99 {one['lat_p99_us']} us | "
                f"c{a.connections} {many['rps']:9.0f} req/s p99 {many['lat_p99_us']} us err {many['error_rate']:.4f}")
     res["fs_probe"]["after"] = fs_probe(traces)
@@ -320,6 +359,9 @@ def table(res):
     lines.append(f"\ngait RSS: {m.get('rss_kib_idle', 0) / 1024:.1f} MiB idle, {m.get('rss_kib', 0) / 1024:.1f} MiB with "
                  f"{m.get('sessions')} open sessions ({m.get('failures')} failed to open); upstream={res['upstream']}, "
                  f"{res['seconds']} s per run, {res['cpus']} CPUs shared by wrk, proxy and upstream")
+    if res.get("drain_waits_s"):
+        lines.append("waits for gait's trace queue to drain before the c1 and the c" + str(res["connections"]) +
+                     " run (s): " + ", ".join(f"{k} {v}" for k, v in res["drain_waits_s"].items()))
     fp = res.get("fs_probe", {})
     if fp:
         lines.append("trace-file creation in the trace dir's file system (O_TMPFILE + linkat, CPU per file, median): "
