@@ -349,6 +349,33 @@ impl DirCache {
     }
 }
 
+/// Most messages one batch takes off the queue.
+const MAX_BATCH: usize = 256;
+
+/// Most trace files written behind (no ack, not a segment line) one batch takes off the queue.
+/// Each costs a file creation and gains nothing from its batch. Taken 256 at a time, an
+/// overloaded writer (a slow disk) freed 256 queue slots at once and then kept callers waiting
+/// on a full queue for the rest of the batch, 100–300 ms at one connection. 16 at a time,
+/// the waits are as long as 16 files. Throughput is the same. Segment lines (one `write` per
+/// batch) and durable jobs (one `fdatasync` per batch) keep the large batch.
+const MAX_BEHIND_FILES: usize = 16;
+
+/// Take `first` and whatever else is queued into `batch`, up to the caps above.
+fn gather(first: Msg, rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Msg>) {
+    let behind_file = |m: &Msg| matches!(m, Msg::Job(j, None) if !j.segment);
+    let mut files = usize::from(behind_file(&first));
+    batch.push(first);
+    while batch.len() < MAX_BATCH && files < MAX_BEHIND_FILES {
+        match rx.try_recv() {
+            Ok(m) => {
+                files += usize::from(behind_file(&m));
+                batch.push(m);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 fn run(
     shard: usize,
     mut rx: mpsc::Receiver<Msg>,
@@ -380,13 +407,7 @@ fn run(
             },
         };
         busy = true;
-        batch.push(first);
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
+        gather(first, &mut rx, &mut batch);
         let mut acks = Vec::new();
         let mut durable: Vec<(Ack, Result<(), String>)> = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -813,6 +834,50 @@ pub fn otel_line(x: &ExportFields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(segment: bool) -> Box<TraceJob> {
+        Box::new(TraceJob {
+            path: Some(PathBuf::from("/nonexistent/trace.json")),
+            segment,
+            record: None,
+            export: None,
+        })
+    }
+
+    #[test]
+    fn a_batch_takes_few_behind_files_but_many_segment_lines_and_durable_jobs() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let gathered = |rx: &mut mpsc::Receiver<Msg>| {
+            let mut batch = Vec::new();
+            let first = rx.try_recv().unwrap();
+            gather(first, rx, &mut batch);
+            batch.len()
+        };
+        // 40 trace files written behind: 16 per batch, in order, none lost
+        for _ in 0..40 {
+            tx.try_send(Msg::Job(job(false), None)).unwrap();
+        }
+        assert_eq!(
+            (gathered(&mut rx), gathered(&mut rx), gathered(&mut rx)),
+            (16, 16, 8)
+        );
+        // segment lines and durable files: up to the large cap
+        for i in 0..300 {
+            let m = if i % 2 == 0 {
+                Msg::Job(job(true), None)
+            } else {
+                Msg::Job(job(false), Some(oneshot::channel().0))
+            };
+            tx.try_send(m).unwrap();
+        }
+        assert_eq!((gathered(&mut rx), gathered(&mut rx)), (MAX_BATCH, 44));
+        // a flush does not count as a file; files after it stop the batch at the cap
+        tx.try_send(Msg::Flush(oneshot::channel().0)).unwrap();
+        for _ in 0..20 {
+            tx.try_send(Msg::Job(job(false), None)).unwrap();
+        }
+        assert_eq!((gathered(&mut rx), gathered(&mut rx)), (17, 4));
+    }
 
     #[test]
     fn linked_tmpfile_writes_whole_files_and_existing_paths_are_replaced() {
