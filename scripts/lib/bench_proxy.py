@@ -151,19 +151,15 @@ def drain(admin_port, limit_s=60.0):
     previous run's backlog (the writer never drops: a full queue holds requests back). Reads
     `gait_writer_queue_depth{writer="trace"}` (sampled once a second) until it is 0 twice in a
     row; returns the seconds waited, or None when the admin endpoint cannot be read."""
-    import urllib.request
     t0 = time.monotonic()
     zeros = 0
     while time.monotonic() - t0 < limit_s:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
+            depth = mc.metrics(f"http://127.0.0.1:{admin_port}/metrics", timeout=5)[
+                'gait_writer_queue_depth{writer="trace"}']
+        except Exception:  # noqa: BLE001 - unreadable or no such series: the wait is skipped
             return None
-        m = re.search(r'^gait_writer_queue_depth\{writer="trace"\} (\S+)$', text, re.M)
-        if m is None:
-            return None
-        zeros = zeros + 1 if float(m.group(1)) == 0 else 0
+        zeros = zeros + 1 if depth == 0 else 0
         if zeros >= 2:
             break
         time.sleep(0.5)
