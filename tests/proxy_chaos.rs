@@ -403,7 +403,7 @@ async fn unwritable_stderr_does_not_kill_the_trace_writer() {
     assert!(matches!(read, Ok(Ok(n)) if n > 0), "no startup line");
     let v: Value = serde_json::from_str(line.trim()).unwrap();
     let url = format!("http://{}/mcp", v["listen"].as_str().unwrap());
-    let metrics = format!("http://{}/metrics", v["admin_listen"].as_str().unwrap());
+    let admin: std::net::SocketAddr = v["admin_listen"].as_str().unwrap().parse().unwrap();
     let http = reqwest::Client::new();
 
     // the trace write fails (the writer logs it to the full stderr); standard recording
@@ -416,27 +416,9 @@ async fn unwritable_stderr_does_not_kill_the_trace_writer() {
     assert_eq!(v["result"]["content"][0]["text"], "ok", "{v}");
     // the write happens behind the answer: wait until the writer has tried (and counted the
     // failure) before the trace dir is made usable, or the first trace could land after it
-    let failed = r#"gait_trace_writes_total{result="failed"}"#;
-    let mut seen = None;
-    for _ in 0..400 {
-        let text = http
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        seen = text
-            .lines()
-            .find_map(|l| l.strip_prefix(failed))
-            .and_then(|n| n.trim().parse::<f64>().ok());
-        if seen.is_some_and(|n| n >= 1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(seen, Some(1.0), "the failed trace write was not counted");
+    let failed = |m: &Series| value(m, "gait_trace_writes_total", &[("result", "failed")]);
+    let m = scrape_until(admin, |m| failed(m) >= 1.0).await;
+    assert_eq!(failed(&m), 1.0, "the failed trace write was not counted");
 
     // the trace dir becomes usable: the next call is answered and its trace written
     std::fs::remove_file(traces.parent().unwrap()).unwrap();

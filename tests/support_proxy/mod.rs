@@ -372,3 +372,66 @@ pub fn rpc_body(content_type: &str, body: &[u8]) -> serde_json::Value {
     }
     serde_json::from_slice(body).unwrap()
 }
+
+/// Prometheus text → (name, labels) → value.
+pub type Series = Vec<(String, BTreeMap<String, String>, f64)>;
+
+pub fn parse_metrics(text: &str) -> Series {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (metric, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let (name, labels) = match metric.split_once('{') {
+            Some((n, rest)) => {
+                let inner = rest.strip_suffix('}').unwrap();
+                let mut m = BTreeMap::new();
+                for kv in inner.split("\",").filter(|s| !s.is_empty()) {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    m.insert(k.to_string(), v.trim_matches('"').to_string());
+                }
+                (n.to_string(), m)
+            }
+            None => (metric.to_string(), BTreeMap::new()),
+        };
+        out.push((name, labels, value));
+    }
+    out
+}
+
+/// Sum of the series of `name` whose labels include `want`.
+pub fn value(s: &Series, name: &str, want: &[(&str, &str)]) -> f64 {
+    s.iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+pub async fn scrape(admin: std::net::SocketAddr) -> Series {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_metrics(&text)
+}
+
+/// Poll `/metrics` until `f` holds (bounded: 10 s).
+pub async fn scrape_until(admin: std::net::SocketAddr, f: impl Fn(&Series) -> bool) -> Series {
+    for _ in 0..400 {
+        let m = scrape(admin).await;
+        if f(&m) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    scrape(admin).await
+}
