@@ -2,8 +2,8 @@
 """Per-request cost of the gait proxy hot path, measured in ways a shared, noisy machine cannot
 distort much: instructions (callgrind Ir) and CPU time (user + sys from /proc) per request.
 
-    python3 perf/proxy_cost.py [--n 2000] [--session] [--callgrind] [--direct] [--out FILE]
-                               [--gait-arg=ARG ...]
+    python3 perf/proxy_cost.py [--n 2000] [--session] [--callgrind] [--direct | --bare]
+                               [--method call|ping] [--out FILE] [--gait-arg=ARG ...]
 
 Starts the demo upstream (`--mode fast`) and gait (`--policy`, `--trace-dir`, like
 scripts/lib/bench_proxy.py) on 127.0.0.1, sends N allowed `tools/call` POSTs over one
@@ -16,6 +16,10 @@ with SIGTERM so every queued trace is written before the counters are read.
 - default: CPU time of the gait process (utime, stime from /proc/<pid>/stat, all threads)
   per request, also as a difference to an N=0 run.
 - `--direct`: the same client against the upstream directly (upstream CPU per request).
+- `--bare`: examples/bare_proxy (a hyper pass-through, nothing else) instead of gait, the floor
+  any proxy pays ($BARE_PROXY_BIN, default profiling/examples/bare_proxy).
+- `--method ping`: a JSON-RPC `ping` (forwarded, not gated) instead of the allowed `tools/call`,
+  so the difference of the two is the gate's share of the request path.
 
 Binaries: $GAIT_BIN (default $CARGO_TARGET_DIR/profiling/gait), $UPSTREAM_BIN (default
 $CARGO_TARGET_DIR/release/examples/demo_upstream, else profiling/examples/demo_upstream).
@@ -39,8 +43,12 @@ TD = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
 from harness import STD_POLICY as POLICY  # noqa: E402  (the policy every harness uses)
 
-BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                   "params": {"name": "echo", "arguments": {"text": "hello"}}}).encode()
+BODIES = {
+    "call": json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"text": "hello"}}}).encode(),
+    # not gated: what the proxy stack costs around the gate
+    "ping": json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode(),
+}
 
 
 def free_port():
@@ -124,6 +132,21 @@ def cpu_ticks(pid):
     return int(parts[11]), int(parts[12])  # utime, stime (clock ticks, all threads)
 
 
+def ctx_switches(pid):
+    """Voluntary + involuntary context switches of every live thread of `pid` (each is a
+    sleep/wake of a thread, the cost a hand-off between threads pays)."""
+    total = 0
+    for st in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(st) as f:
+                for line in f:
+                    if "ctxt_switches" in line:
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def read_ir(path):
     total = 0
     with open(path) as f:
@@ -140,6 +163,9 @@ def run_once(a, n, work):
         (p for p in (os.path.join(TD, "release/examples/demo_upstream"),
                      os.path.join(TD, "profiling/examples/demo_upstream")) if os.path.exists(p)), None)
     gait_bin = os.environ.get("GAIT_BIN") or os.path.join(TD, "profiling", "gait")
+    bare_bin = os.environ.get("BARE_PROXY_BIN") or os.path.join(TD, "profiling", "examples", "bare_proxy")
+    body_ok = b'"result"'
+    BODY = BODIES[a.method]
     up_argv = [up_bin, "--listen", f"127.0.0.1:{up_port}", "--mode", "fast"]
     up_cg = None
     if a.direct and a.callgrind:
@@ -162,6 +188,8 @@ def run_once(a, n, work):
             argv = [gait_bin, "mcp", "serve", "--policy", pol, "--listen", f"127.0.0.1:{port}",
                     "--upstream", f"http://127.0.0.1:{up_port}/mcp", "--trace-dir", traces,
                     "--session-dir", sessions, *a.gait_arg]
+            if a.bare:
+                argv = [bare_bin, "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{up_port}"]
             if a.callgrind:
                 cg_out = os.path.join(work, f"callgrind.out.{n}")
                 argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg_out}",
@@ -184,19 +212,21 @@ def run_once(a, n, work):
         # warm-up (pool, allocator, lazy statics) is part of the N=0 run as well
         for _ in range(20):
             st, _, body = c.post(BODY, sid)
-            assert st == 200 and b'"result"' in body, (st, body[:300])
+            assert st == 200 and body_ok in body, (st, body[:300])
         pid = (g or up).pid
         u0, s0 = cpu_ticks(pid)
+        x0 = ctx_switches(pid)
         t0 = time.monotonic()
         for _ in range(n):
             st, _, body = c.post(BODY, sid)
-            if st != 200 or b'"result"' not in body:
+            if st != 200 or body_ok not in body:
                 raise RuntimeError(f"call failed: {st} {body[:300]!r}")
         wall = time.monotonic() - t0
         c.s.close()
         time.sleep(0.3)  # let the writer drain before the counters are read
         u1, s1 = cpu_ticks(pid)
-        res = {"n": n, "wall_s": wall, "utime_ticks": u1 - u0, "stime_ticks": s1 - s0}
+        res = {"n": n, "wall_s": wall, "utime_ticks": u1 - u0, "stime_ticks": s1 - s0,
+               "ctx_switches": ctx_switches(pid) - x0}
         if up_cg:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=600)
@@ -222,6 +252,8 @@ def main(argv):
     ap.add_argument("--session", action="store_true", help="initialize first and send Mcp-Session-Id")
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--direct", action="store_true")
+    ap.add_argument("--bare", action="store_true", help="examples/bare_proxy instead of gait")
+    ap.add_argument("--method", choices=sorted(BODIES), default="call")
     ap.add_argument("--keep", help="keep the work dir here (callgrind files)")
     ap.add_argument("--gait-arg", action="append", default=[],
                     help="extra `mcp serve` argument (repeatable), e.g. --gait-arg=--trace-sink --gait-arg=segments")
@@ -233,10 +265,12 @@ def main(argv):
     base = run_once(a, 0, work)
     full = run_once(a, a.n, work)
     out = {"n": a.n, "session": a.session, "callgrind": a.callgrind, "direct": a.direct,
+           "bare": a.bare, "method": a.method,
            "loadavg_1m": os.getloadavg()[0], "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "cpu_user_us_per_req": (full["utime_ticks"] - base["utime_ticks"]) * 1e6 / hz / a.n,
            "cpu_sys_us_per_req": (full["stime_ticks"] - base["stime_ticks"]) * 1e6 / hz / a.n,
-           "wall_us_per_req": full["wall_s"] * 1e6 / a.n, "traces": full.get("traces")}
+           "wall_us_per_req": full["wall_s"] * 1e6 / a.n, "traces": full.get("traces"),
+           "ctx_switches_per_req": (full["ctx_switches"] - base["ctx_switches"]) / a.n}
     if a.callgrind:
         out["ir_per_req"] = (full["ir"] - base["ir"]) / a.n
         out["ir_total"] = full["ir"]
