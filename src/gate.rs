@@ -110,6 +110,9 @@ pub struct CallOptions {
     pub now: Option<DateTime<Utc>>,
     /// Sign the trace record (default true).
     pub sign: bool,
+    /// The caller renders only the trace, not [`McpDecision`]: its `relationship` (a copy of
+    /// the trace's, ~30 allocations) is left `None` (default false).
+    pub lean_output: bool,
 }
 
 impl Default for CallOptions {
@@ -118,6 +121,7 @@ impl Default for CallOptions {
             run_id: None,
             now: None,
             sign: true,
+            lean_output: false,
         }
     }
 }
@@ -643,7 +647,11 @@ impl Engine {
             kill_switch: record.kill_switch.clone(),
             mcp_trust: trust_out,
             warnings,
-            relationship: record.relationship.clone(),
+            relationship: if opts.lean_output {
+                None
+            } else {
+                record.relationship.clone()
+            },
             error: String::new(),
         };
         Ok(CallDecision {

@@ -33,11 +33,14 @@ pub struct DeferredSigned {
 impl RecordBody for DeferredSigned {
     fn to_json(&self, pretty: bool) -> serde_json::Result<Vec<u8>> {
         use serde::ser::Error as _;
-        if !pretty && self.record.signature.is_none() {
-            return self
-                .signer
-                .signed_line(&self.record)
-                .map_err(|e| serde_json::Error::custom(e.to_string()));
+        // one serialization each, no copy of the record (the common case: the writer signs)
+        if self.record.signature.is_none() {
+            let out = if pretty {
+                self.signer.signed_pretty(&self.record)
+            } else {
+                self.signer.signed_line(&self.record)
+            };
+            return out.map_err(|e| serde_json::Error::custom(e.to_string()));
         }
         let mut r = self.record.clone();
         self.signer
@@ -82,6 +85,9 @@ impl Decide for EngineDecider {
             // signed once, on the writer thread ([`DeferredSigned`]); signing here as well
             // cost a second Ed25519 signature per call on a tokio worker
             sign: false,
+            // the output map (the only reader of the decision's relationship) is built only
+            // for the evaluate API
+            lean_output: !req.output,
             ..CallOptions::default()
         };
         let d = self

@@ -219,6 +219,42 @@ impl Signer {
         Ok(line)
     }
 
+    /// The record, signed, as the indented JSON of a trace file: byte for byte what
+    /// `serde_json::to_vec_pretty` gives for the record after [`Signer::sign_record`], without
+    /// copying the record. `signature` is the record's last field, so it is appended as the
+    /// last member of the unsigned record's pretty form. `record.signature` must be `None`.
+    pub fn signed_pretty(&self, record: &TraceRecord) -> Result<Vec<u8>, TraceError> {
+        if record.signature.is_some() {
+            return Err(TraceError::Invalid(
+                "signed_pretty: the record is already signed".into(),
+            ));
+        }
+        let sig = self.sign_digest(&record_digest(record)?);
+        let mut out = serde_json::to_vec_pretty(record)
+            .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))?;
+        let sig = serde_json::to_vec_pretty(&sig)
+            .map_err(|e| TraceError::Invalid(format!("encode signature: {e}")))?;
+        // `{\n  "k": v,\n  …\n}`: a record with no members (`{}`) cannot be spliced
+        if !out.ends_with(b"\n}") {
+            return Err(TraceError::Invalid(
+                "encode trace record: empty object".into(),
+            ));
+        }
+        out.truncate(out.len() - 2);
+        out.reserve(sig.len() + 32);
+        out.extend_from_slice(b",\n  \"signature\": ");
+        // one level deeper: every line break of the nested object gets two more spaces (a
+        // line break inside a JSON string is escaped, so each raw one is formatting)
+        for &b in &sig {
+            out.push(b);
+            if b == b'\n' {
+                out.extend_from_slice(b"  ");
+            }
+        }
+        out.extend_from_slice(b"\n}");
+        Ok(out)
+    }
+
     /// Set `record.signature` (replacing any existing one).
     pub fn sign_record(&self, record: &mut TraceRecord) -> Result<(), TraceError> {
         record.signature = None;
@@ -442,6 +478,41 @@ mod tests {
         assert!(verify_value(&t, &s.verifying_key()).is_err());
         // an already signed record is refused (its signature would be covered twice)
         assert!(s.signed_line(&signed).is_err());
+    }
+
+    #[test]
+    fn signed_pretty_is_byte_identical_to_signing_a_copy() {
+        let s = Signer::generate();
+        let mut full = record();
+        // nested members (relationship edges, a policy ref), so the indentation is exercised
+        full.relationship = Some(crate::trace::Relationship::for_decision(
+            &crate::trace::RelationshipInput {
+                session_id: "s1",
+                identity: "agent-1",
+                tool_name: "tool.read",
+                trace_id: "t1",
+                policy_id: "gait.gate.policy",
+                policy_version: "1.0.0",
+                policy_digest: &"c".repeat(64),
+                matched_rule_ids: &["r1".to_string()],
+                delegation_hops: &[],
+                delegation_requester: "",
+            },
+        ));
+        full.matched_rule_ids = vec!["r1".into()];
+        full.tool_name = "tool.read\nline \"quoted\"".into();
+        for r in [record(), full] {
+            let ours = s.signed_pretty(&r).unwrap();
+            let mut signed = r.clone();
+            s.sign_record(&mut signed).unwrap();
+            assert_eq!(
+                String::from_utf8(ours.clone()).unwrap(),
+                String::from_utf8(serde_json::to_vec_pretty(&signed).unwrap()).unwrap()
+            );
+            let v: Value = serde_json::from_slice(&ours).unwrap();
+            verify_value(&v, &s.verifying_key()).unwrap();
+            assert!(s.signed_pretty(&signed).is_err());
+        }
     }
 
     #[test]
