@@ -196,11 +196,7 @@ impl Signer {
     /// [`TraceRecord`]'s serde order, which JSON readers ignore; `verify_value` recomputes the
     /// same JCS bytes. `record.signature` must be `None`.
     pub fn signed_line(&self, record: &TraceRecord) -> Result<Vec<u8>, TraceError> {
-        if record.signature.is_some() {
-            return Err(TraceError::Invalid(
-                "signed_line: the record is already signed".into(),
-            ));
-        }
+        unsigned_only(record, "signed_line")?;
         let jcs = crate::intent::jcs::to_vec(record)
             .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))?;
         if jcs.len() < 3 || jcs[0] != b'{' {
@@ -224,11 +220,7 @@ impl Signer {
     /// copying the record. `signature` is the record's last field, so it is appended as the
     /// last member of the unsigned record's pretty form. `record.signature` must be `None`.
     pub fn signed_pretty(&self, record: &TraceRecord) -> Result<Vec<u8>, TraceError> {
-        if record.signature.is_some() {
-            return Err(TraceError::Invalid(
-                "signed_pretty: the record is already signed".into(),
-            ));
-        }
+        unsigned_only(record, "signed_pretty")?;
         let sig = self.sign_digest(&record_digest(record)?);
         let mut out = serde_json::to_vec_pretty(record)
             .map_err(|e| TraceError::Invalid(format!("encode trace record: {e}")))?;
@@ -261,6 +253,17 @@ impl Signer {
         let digest = record_digest(record)?;
         record.signature = Some(self.sign_digest(&digest));
         Ok(())
+    }
+}
+
+/// Refuse a record that already carries a signature: signing it again would cover the old
+/// signature too (`signed_line` and `signed_pretty` sign the record as it is).
+fn unsigned_only(record: &TraceRecord, what: &str) -> Result<(), TraceError> {
+    match record.signature {
+        Some(_) => Err(TraceError::Invalid(format!(
+            "{what}: the record is already signed"
+        ))),
+        None => Ok(()),
     }
 }
 
