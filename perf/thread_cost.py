@@ -2,7 +2,7 @@
 """CPU per request of each gait thread under a wrk load, to see which thread is the bottleneck.
 
     python3 perf/thread_cost.py [--connections 32] [--seconds 8] [--session] [--method call|ping]
-                                [--bare] [--perf FILE] [--gait-arg=ARG ...]
+                                [--bare] [--perf FILE] [--gait-arg=ARG ...] [--gait-env K=V ...]
 
 Starts the demo upstream (`--mode fast`) and gait (the harness policy, a trace dir, a session
 dir, an admin listener) on 127.0.0.1, runs wrk (scripts/lib/bench_proxy.py's Lua script) for
@@ -14,6 +14,8 @@ core with a full trace queue is the bottleneck; a spread of tens of percent is n
 - `--bare`: examples/bare_proxy instead of gait (the floor any hyper proxy pays).
 - `--method ping`: a forwarded JSON-RPC `ping` (not gated, no trace) instead of the allowed call.
 - `--perf FILE`: also `perf record -e cpu-clock -g` gait for the run (inflates every number).
+- `--gait-env K=V`: set in gait's environment only (not the upstream's), e.g.
+  `TOKIO_WORKER_THREADS=1`, or a switch of a throwaway build being compared.
 
 Binaries as in the harness: $GAIT_BIN, $UPSTREAM_BIN, $BARE_PROXY_BIN, else $CARGO_TARGET_DIR
 (or target/) release builds. Loopback only; every wait is bounded.
@@ -72,6 +74,8 @@ def main(argv):
     ap.add_argument("--perf", help="perf record output file")
     ap.add_argument("--gait-arg", action="append", default=[],
                     help="extra `mcp serve` argument (repeatable), e.g. --gait-arg=--trace-sink --gait-arg=segments")
+    ap.add_argument("--gait-env", action="append", default=[],
+                    help="KEY=VALUE in gait's environment only (repeatable), e.g. TOKIO_WORKER_THREADS=1")
     a = ap.parse_args(argv)
     if a.method == "ping":
         bp.BODY = PING
@@ -94,7 +98,8 @@ def main(argv):
                 "--policy", h.write(os.path.join(h.root, "policy.yaml"), hz.STD_POLICY),
                 "--upstream", up.url(), "--trace-dir", h.dir("gait", "traces"),
                 "--session-dir", h.dir("gait", "sessions"),
-                "--admin-listen", f"127.0.0.1:{admin}", *a.gait_arg], cwd=wd)
+                "--admin-listen", f"127.0.0.1:{admin}", *a.gait_arg], cwd=wd,
+                env=dict(kv.split("=", 1) for kv in a.gait_env))
             url = g.url("/mcp")
         sid = bp.session_for(url) if a.session else ""
         bp.wrk(h, url, 4, 1, sid)  # warm-up
