@@ -312,6 +312,7 @@ pub async fn serve_with(
             export_log_out: cfg.export_log_out.clone(),
             export_otel_out: cfg.export_otel_out.clone(),
             segments: cfg.trace_sink == config::TraceSink::Segments,
+            linger: None,
         },
         cfg.trace_queue,
     )?;

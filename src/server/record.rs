@@ -288,6 +288,8 @@ where
             for (j, allowed, (trace_id, tool)) in jobs {
                 let r = match fail_closed {
                     Some(_) if allowed => writer.submit_durable(j).await,
+                    // the evaluate API answers with this trace's path: no linger for it
+                    _ if eval_path.is_some() => writer.submit_prompt(j).await,
                     _ => writer.submit(j).await,
                 };
                 match (r, fail_closed) {

@@ -83,6 +83,14 @@ pub enum SubmitError {
 pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a writer that just finished a batch waits for the next one before it parks.
+/// Jobs enqueued meanwhile wait with it and are taken as one batch; a durable job, an
+/// evaluate-API trace and a flush cut the wait short ([`TraceWriter::submit_durable`],
+/// [`TraceWriter::submit_prompt`], [`TraceWriter::flush`]). Longer lingers were measured
+/// and not kept (session 9, `--trace-sink segments`, 250 µs / 1 ms / 2 ms alternating, 3 runs
+/// each): at one connection they cut the writer's CPU per call from 37–45 µs to 25.5–27 /
+/// 24–29 µs, and at 4 connections from 21–23 to 18.3–18.8 / 17.3–19.6 µs with p50 306–332 →
+/// 282–287 / 266–304 µs. But the p99 at 4 connections went from 1.7–2.1 ms to 2.2–3.2 /
+/// 2.4–3.2 ms: on a 2-core box the bigger batches run as longer bursts beside the request path.
 const LINGER: Duration = Duration::from_micros(250);
 
 /// Exporter destinations.
@@ -92,12 +100,21 @@ pub struct WriterConfig {
     pub export_otel_out: Option<PathBuf>,
     /// Segment jobs will be sent (`--trace-sink segments`): use one writer thread.
     pub segments: bool,
+    /// How long a writer lingers after a batch (`None`: [`LINGER`]; tests set it).
+    pub linger: Option<Duration>,
+}
+
+/// One writer thread's queue, and the thread itself (to cut its linger short).
+#[derive(Debug)]
+struct Shard {
+    tx: mpsc::Sender<Msg>,
+    thread: std::thread::Thread,
 }
 
 /// Handle to the writer threads (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct TraceWriter {
-    shards: Arc<[mpsc::Sender<Msg>]>,
+    shards: Arc<[Shard]>,
     next: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     wait: Duration,
@@ -174,6 +191,7 @@ impl TraceWriter {
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
         let threads = threads.max(1);
         let per = capacity.div_ceil(threads).max(1);
+        let linger = cfg.linger.unwrap_or(LINGER);
         let stats = Arc::new(WriterStats::default());
         let sinks = Arc::new(parking_lot::Mutex::new(Sinks::open(&cfg)));
         let mut txs = Vec::with_capacity(threads);
@@ -184,10 +202,13 @@ impl TraceWriter {
             let sk = sinks.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("gait-trace-writer-{i}"))
-                .spawn(move || run(i, rx, &st, &sk));
+                .spawn(move || run(i, rx, &st, &sk, linger));
             match handle {
                 Ok(h) => {
-                    txs.push(tx);
+                    txs.push(Shard {
+                        tx,
+                        thread: h.thread().clone(),
+                    });
                     handles.push(h);
                 }
                 Err(e) => {
@@ -212,7 +233,7 @@ impl TraceWriter {
         ))
     }
 
-    fn shard(&self) -> &mpsc::Sender<Msg> {
+    fn shard(&self) -> &Shard {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         &self.shards[i]
     }
@@ -228,9 +249,11 @@ impl TraceWriter {
         &self.stats
     }
 
-    async fn send(&self, m: Msg) -> Result<(), SubmitError> {
-        let tx = self.shard();
-        match tx.try_send(m) {
+    /// Enqueue `m`; `wake`: cut the writer's linger short (someone waits for this job).
+    async fn send(&self, m: Msg, wake: bool) -> Result<(), SubmitError> {
+        let shard = self.shard();
+        let tx = &shard.tx;
+        let r = match tx.try_send(m) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(m)) => match tx.send_timeout(m, self.wait).await {
                 Ok(()) => Ok(()),
@@ -241,19 +264,30 @@ impl TraceWriter {
                 Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(SubmitError::Closed),
             },
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        };
+        if wake && r.is_ok() {
+            shard.thread.unpark();
         }
+        r
     }
 
-    /// Enqueue a job; waits (bounded) only if the queue is full (backpressure, no I/O).
+    /// Enqueue a job; waits (bounded) only if the queue is full (backpressure, no I/O). A
+    /// lingering writer takes it with the next batch, at most [`LINGER`] later.
     pub async fn submit(&self, job: TraceJob) -> Result<(), SubmitError> {
-        self.send(Msg::Job(Box::new(job), None)).await
+        self.send(Msg::Job(Box::new(job), None), false).await
+    }
+
+    /// [`submit`](Self::submit), and wake a lingering writer now: for a trace whose path the
+    /// caller is about to hand to a client (the evaluate API's `trace_path`).
+    pub async fn submit_prompt(&self, job: TraceJob) -> Result<(), SubmitError> {
+        self.send(Msg::Job(Box::new(job), None), true).await
     }
 
     /// Enqueue a job and wait until its trace is written and fsynced (fail-closed recording).
     /// The writer groups the directory fsyncs of one batch, so concurrent callers share them.
     pub async fn submit_durable(&self, job: TraceJob) -> Result<(), SubmitError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Job(Box::new(job), Some(tx))).await?;
+        self.send(Msg::Job(Box::new(job), Some(tx)), true).await?;
         rx.await
             .map_err(|_| SubmitError::Closed)?
             .map_err(SubmitError::Write)
@@ -263,7 +297,7 @@ impl TraceWriter {
     pub fn queue_depth(&self) -> usize {
         self.shards
             .iter()
-            .map(|t| t.max_capacity() - t.capacity())
+            .map(|s| s.tx.max_capacity() - s.tx.capacity())
             .sum()
     }
 
@@ -273,9 +307,11 @@ impl TraceWriter {
         for shard in self.shards.iter() {
             let (tx, rx) = oneshot::channel();
             shard
+                .tx
                 .send(Msg::Flush(tx))
                 .await
                 .map_err(|_| SubmitError::Closed)?;
+            shard.thread.unpark();
             acks.push(rx);
         }
         for rx in acks {
@@ -381,6 +417,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     stats: &WriterStats,
     sinks: &parking_lot::Mutex<Sinks>,
+    linger: Duration,
 ) {
     let exports = !sinks.lock().is_empty();
     let mut made = DirCache::default();
@@ -391,14 +428,15 @@ fn run(
     let mut lines = SegmentLines::default();
     loop {
         // Under load the thread lingers instead of parking: a parked receiver makes every
-        // request's enqueue pay a futex wake and a context switch; a lingering one is never
-        // woken, it finds the next batch waiting. Idle, it parks as before.
+        // request's enqueue pay a futex wake and a context switch; a lingering one is only
+        // woken for a job someone waits for, else it finds the next batch waiting. Idle (a
+        // linger found nothing), it parks on the queue.
         let first = match rx.try_recv() {
             Ok(m) => m,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) if busy => {
                 busy = false;
-                std::thread::sleep(LINGER);
+                std::thread::park_timeout(linger);
                 continue;
             }
             Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
@@ -963,6 +1001,7 @@ mod tests {
             export_log_out: Some(tmp.path().join("x/log.jsonl")),
             export_otel_out: Some(tmp.path().join("otel.jsonl")),
             segments: false,
+            linger: None,
         };
         let (w, thread) = TraceWriter::spawn(cfg, 2).unwrap();
         for i in 0..10 {
@@ -1037,6 +1076,7 @@ mod tests {
             export_log_out: Some(log.clone()),
             export_otel_out: None,
             segments: false,
+            linger: None,
         };
         let (w, thread) = TraceWriter::spawn_threads(cfg, 8, 3).unwrap();
         assert_eq!(w.shards.len(), 3);
@@ -1099,11 +1139,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waited_for_jobs_cut_a_long_linger_short() {
+        // With a 10-minute linger, only the wake-ups let these finish: a durable job, a
+        // prompt job (the evaluate API's trace) and a flush each wake the lingering writer.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            linger: Some(Duration::from_secs(600)),
+            ..WriterConfig::default()
+        };
+        let (w, thread) = TraceWriter::spawn(cfg, 8).unwrap();
+        let job = |name: &str| TraceJob {
+            path: Some(tmp.path().join(name)),
+            segment: false,
+            record: Some(Arc::new(json!({"name": name}))),
+            export: None,
+        };
+        let bound = Duration::from_secs(60);
+        // the writer is parked on the queue: the first job wakes it; then it lingers
+        tokio::time::timeout(bound, w.submit_durable(job("a.json")))
+            .await
+            .expect("durable job while parked")
+            .unwrap();
+        tokio::time::timeout(bound, w.submit_durable(job("b.json")))
+            .await
+            .expect("durable job while lingering")
+            .unwrap();
+        w.submit_prompt(job("c.json")).await.unwrap();
+        let c = tmp.path().join("c.json");
+        tokio::time::timeout(bound, async {
+            while !c.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("prompt job while lingering");
+        w.submit(job("d.json")).await.unwrap();
+        tokio::time::timeout(bound, w.flush())
+            .await
+            .expect("flush while lingering")
+            .unwrap();
+        assert!(tmp.path().join("d.json").exists());
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 4);
+        drop(w);
+        // closing the queue ends the linger at the latest when it runs out; do not wait 10
+        // minutes for that in a test: the thread is detached once the handles are dropped
+        drop(thread);
+    }
+
+    #[tokio::test]
     async fn full_queue_wait_is_bounded_and_counted() {
         // a writer whose thread is gone keeps the queue full: capacity 1, receiver alive
         let (tx, _rx) = mpsc::channel(1);
         let w = TraceWriter {
-            shards: vec![tx].into(),
+            shards: vec![Shard {
+                tx,
+                thread: std::thread::current(),
+            }]
+            .into(),
             next: Arc::default(),
             stats: Arc::default(),
             wait: Duration::from_millis(20),
@@ -1128,6 +1220,7 @@ mod tests {
             export_log_out: Some(log.clone()),
             export_otel_out: None,
             segments: true,
+            linger: None,
         };
         let (w, thread) = TraceWriter::spawn_threads(cfg, 64, 1).unwrap();
         let seg = |n: usize| tmp.path().join(format!("segs/trace_seg_x_p1_{n:06}.jsonl"));
