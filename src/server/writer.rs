@@ -91,7 +91,22 @@ pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// 24–29 µs, and at 4 connections from 21–23 to 18.3–18.8 / 17.3–19.6 µs with p50 306–332 →
 /// 282–287 / 266–304 µs. But the p99 at 4 connections went from 1.7–2.1 ms to 2.2–3.2 /
 /// 2.4–3.2 ms: on a 2-core box the bigger batches run as longer bursts beside the request path.
+/// [`ENV_TRACE_WRITER_LINGER_US`] lets an operator make that trade.
 const LINGER: Duration = Duration::from_micros(250);
+
+/// Overrides the writer linger ([`LINGER`]) in microseconds, 0..=20000.
+pub const ENV_TRACE_WRITER_LINGER_US: &str = "GAIT_TRACE_WRITER_LINGER_US";
+
+/// [`ENV_TRACE_WRITER_LINGER_US`] when set to a number in 0..=20000, else [`LINGER`].
+pub fn default_linger() -> Duration {
+    linger_from(std::env::var(ENV_TRACE_WRITER_LINGER_US).ok().as_deref())
+}
+
+fn linger_from(env: Option<&str>) -> Duration {
+    env.and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|us| *us <= 20_000)
+        .map_or(LINGER, Duration::from_micros)
+}
 
 /// Exporter destinations.
 #[derive(Debug, Clone, Default)]
@@ -100,7 +115,7 @@ pub struct WriterConfig {
     pub export_otel_out: Option<PathBuf>,
     /// Segment jobs will be sent (`--trace-sink segments`): use one writer thread.
     pub segments: bool,
-    /// How long a writer lingers after a batch (`None`: [`LINGER`]; tests set it).
+    /// How long a writer lingers after a batch (`None`: [`default_linger`]).
     pub linger: Option<Duration>,
 }
 
@@ -191,7 +206,7 @@ impl TraceWriter {
     ) -> std::io::Result<(TraceWriter, WriterThread)> {
         let threads = threads.max(1);
         let per = capacity.div_ceil(threads).max(1);
-        let linger = cfg.linger.unwrap_or(LINGER);
+        let linger = cfg.linger.unwrap_or_else(default_linger);
         let stats = Arc::new(WriterStats::default());
         let sinks = Arc::new(parking_lot::Mutex::new(Sinks::open(&cfg)));
         let mut txs = Vec::with_capacity(threads);
@@ -946,6 +961,17 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         write_atomic(&gone.join("x.json"), b"x".to_vec()).unwrap();
         assert_eq!(std::fs::read(gone.join("x.json")).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn writer_linger_env_is_bounded() {
+        assert_eq!(linger_from(None), LINGER);
+        assert_eq!(linger_from(Some("0")), Duration::ZERO);
+        assert_eq!(linger_from(Some(" 2000 ")), Duration::from_millis(2));
+        assert_eq!(linger_from(Some("20000")), Duration::from_millis(20));
+        for bad in ["20001", "-1", "1ms", ""] {
+            assert_eq!(linger_from(Some(bad)), LINGER, "{bad:?}");
+        }
     }
 
     #[test]
