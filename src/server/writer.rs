@@ -94,10 +94,10 @@ pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// [`ENV_TRACE_WRITER_LINGER_US`] lets an operator make that trade.
 const LINGER: Duration = Duration::from_micros(250);
 
-/// Overrides the writer linger ([`LINGER`]) in microseconds, 0..=20000.
+/// Overrides the writer linger (250 µs by default) in microseconds, 0..=20000.
 pub const ENV_TRACE_WRITER_LINGER_US: &str = "GAIT_TRACE_WRITER_LINGER_US";
 
-/// [`ENV_TRACE_WRITER_LINGER_US`] when set to a number in 0..=20000, else [`LINGER`].
+/// [`ENV_TRACE_WRITER_LINGER_US`] when set to a number in 0..=20000, else 250 µs.
 pub fn default_linger() -> Duration {
     linger_from(std::env::var(ENV_TRACE_WRITER_LINGER_US).ok().as_deref())
 }
@@ -287,7 +287,7 @@ impl TraceWriter {
     }
 
     /// Enqueue a job; waits (bounded) only if the queue is full (backpressure, no I/O). A
-    /// lingering writer takes it with the next batch, at most [`LINGER`] later.
+    /// lingering writer takes it with the next batch, at most one linger later.
     pub async fn submit(&self, job: TraceJob) -> Result<(), SubmitError> {
         self.send(Msg::Job(Box::new(job), None), false).await
     }
