@@ -10,6 +10,17 @@ pub trait Env {
     fn get(&self, key: &str) -> Option<String>;
 }
 
+/// `value` (surrounding whitespace ignored) as a number within `range`; `None` when it is
+/// unset, not a number, or out of range (the caller's default applies then).
+pub fn parse_bounded<T>(value: Option<&str>, range: std::ops::RangeInclusive<T>) -> Option<T>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    value
+        .and_then(|v| v.trim().parse::<T>().ok())
+        .filter(|n| range.contains(n))
+}
+
 /// The real process environment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessEnv;

@@ -103,9 +103,7 @@ pub fn default_linger() -> Duration {
 }
 
 fn linger_from(env: Option<&str>) -> Duration {
-    env.and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|us| *us <= 20_000)
-        .map_or(LINGER, Duration::from_micros)
+    crate::ops::env::parse_bounded(env, 0..=20_000u64).map_or(LINGER, Duration::from_micros)
 }
 
 /// Exporter destinations.
@@ -175,9 +173,7 @@ pub fn default_threads() -> usize {
 }
 
 fn threads_from(env: Option<&str>) -> usize {
-    env.and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (1..=16).contains(n))
-        .unwrap_or(1)
+    crate::ops::env::parse_bounded(env, 1..=16usize).unwrap_or(1)
 }
 
 impl TraceWriter {

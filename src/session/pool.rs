@@ -84,10 +84,8 @@ impl PoolConfig {
     /// Defaults, with `threads` from [`ENV_WRITER_THREADS`] when it is a number in 1..=16.
     pub fn from_env(env: &dyn EnvSource) -> PoolConfig {
         let mut c = PoolConfig::default();
-        if let Some(n) = env
-            .var(ENV_WRITER_THREADS)
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|n| (1..=16).contains(n))
+        if let Some(n) =
+            crate::ops::env::parse_bounded(env.var(ENV_WRITER_THREADS).as_deref(), 1..=16usize)
         {
             c.threads = n;
         }
